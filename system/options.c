@@ -1,0 +1,362 @@
+/*
+ * Command-line options as one table: each row names the option, says whether
+ * it takes an argument, and points at the function that stores it.
+ */
+#include "system/options.h"
+#include "util/error.h"
+#include "util/keyval.h"
+#include "util/size.h"
+#include <string.h>
+
+#define DEFAULT_RAM_SIZE (128ULL << 20) /* as QEMU's pc machine */
+
+typedef gboolean (*OptionFn)(VmConfig *cfg, const char *opt, const char *arg, GError **err);
+
+typedef struct {
+    const char *name;
+    const char *arg_name; /* NULL: the option takes no argument */
+    OptionFn fn;
+    const char *help;
+} OptionDesc;
+
+static gboolean bad(GError **err, const char *opt, const char *arg, const char *fmt, ...)
+    G_GNUC_PRINTF(4, 5);
+
+static gboolean bad(GError **err, const char *opt, const char *arg, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    g_autofree char *why = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "-%s %s: %s", opt, arg, why);
+    return FALSE;
+}
+
+static void set_str(char **field, const char *value)
+{
+    g_free(*field);
+    *field = g_strdup(value);
+}
+
+static gboolean opt_accel(VmConfig *cfg, const char *opt, const char *arg, GError **err)
+{
+    g_autoptr(GError) local = NULL;
+    g_autoptr(GHashTable) kv = keyval_parse(arg, "accel", &local);
+    if (!kv) {
+        return bad(err, opt, arg, "%s", local->message);
+    }
+    const char *accel = g_hash_table_lookup(kv, "accel");
+    if (g_strcmp0(accel, "kvm") != 0) {
+        return bad(err, opt, arg, "accelerator '%s' is not available (Vireo runs on KVM only)",
+                   accel ? accel : "");
+    }
+    static const char *const known[] = { "accel", NULL };
+    if (!keyval_check_keys(kv, known, "-accel", &local)) {
+        return bad(err, opt, arg, "%s", local->message);
+    }
+    set_str(&cfg->accel, accel);
+    return TRUE;
+}
+
+static gboolean opt_enable_kvm(VmConfig *cfg, const char *opt, const char *arg, GError **err)
+{
+    set_str(&cfg->accel, "kvm");
+    return TRUE;
+}
+
+static gboolean opt_machine(VmConfig *cfg, const char *opt, const char *arg, GError **err)
+{
+    g_autoptr(GError) local = NULL;
+    g_autoptr(GHashTable) kv = keyval_parse(arg, "type", &local);
+    if (!kv) {
+        return bad(err, opt, arg, "%s", local->message);
+    }
+    static const char *const known[] = { "type", "accel", NULL };
+    if (!keyval_check_keys(kv, known, "-machine", &local)) {
+        return bad(err, opt, arg, "%s", local->message);
+    }
+    if (g_hash_table_contains(kv, "accel") && !opt_accel(cfg, opt, g_hash_table_lookup(kv, "accel"), err)) {
+        return FALSE;
+    }
+    if (g_hash_table_contains(kv, "type")) {
+        set_str(&cfg->machine, g_hash_table_lookup(kv, "type"));
+    }
+    return TRUE;
+}
+
+static gboolean opt_cpu(VmConfig *cfg, const char *opt, const char *arg, GError **err)
+{
+    set_str(&cfg->cpu, arg);
+    return TRUE;
+}
+
+static gboolean opt_m(VmConfig *cfg, const char *opt, const char *arg, GError **err)
+{
+    g_autoptr(GError) local = NULL;
+    g_autoptr(GHashTable) kv = keyval_parse(arg, "size", &local);
+    if (!kv) {
+        return bad(err, opt, arg, "%s", local->message);
+    }
+    static const char *const known[] = { "size", NULL };
+    if (!keyval_check_keys(kv, known, "-m", &local)) {
+        return bad(err, opt, arg, "%s", local->message);
+    }
+    const char *size = g_hash_table_lookup(kv, "size");
+    uint64_t bytes;
+    if (!size || !size_parse(size, 1ULL << 20, &bytes, &local)) {
+        return bad(err, opt, arg, "%s", local ? local->message : "no size given");
+    }
+    if (bytes == 0) {
+        return bad(err, opt, arg, "memory size must be greater than 0");
+    }
+    if (bytes % 4096) {
+        return bad(err, opt, arg, "memory size must be a multiple of 4 KiB");
+    }
+    cfg->ram_size = bytes;
+    return TRUE;
+}
+
+static gboolean smp_number(const char *opt, const char *arg, const char *key, const char *value,
+                           unsigned *out, GError **err)
+{
+    guint64 n;
+    if (!g_ascii_string_to_unsigned(value, 10, 1, 1024, &n, NULL)) {
+        return bad(err, opt, arg, "%s must be a number from 1 to 1024, not '%s'", key, value);
+    }
+    *out = n;
+    return TRUE;
+}
+
+static gboolean opt_smp(VmConfig *cfg, const char *opt, const char *arg, GError **err)
+{
+    g_autoptr(GError) local = NULL;
+    g_autoptr(GHashTable) kv = keyval_parse(arg, "cpus", &local);
+    if (!kv) {
+        return bad(err, opt, arg, "%s", local->message);
+    }
+    static const char *const known[] = { "cpus", "sockets", "cores", "threads", "maxcpus", NULL };
+    if (!keyval_check_keys(kv, known, "-smp", &local)) {
+        return bad(err, opt, arg, "%s", local->message);
+    }
+    static const char *const keys[] = { "cpus", "sockets", "cores", "threads", "maxcpus" };
+    unsigned v[G_N_ELEMENTS(keys)] = { 0 };
+    for (size_t i = 0; i < G_N_ELEMENTS(keys); i++) {
+        const char *s = g_hash_table_lookup(kv, keys[i]);
+        if (s && !smp_number(opt, arg, keys[i], s, &v[i], err)) {
+            return FALSE;
+        }
+    }
+    unsigned cpus = v[0], sockets = v[1], cores = v[2], threads = v[3], maxcpus = v[4];
+    /* Missing topology numbers are derived as QEMU does: sockets first. */
+    threads = threads ? threads : 1;
+    cores = cores ? cores : 1;
+    if (!sockets) {
+        unsigned total = cpus ? cpus : (maxcpus ? maxcpus : 1);
+        sockets = MAX(1u, total / (cores * threads));
+    }
+    unsigned topology = sockets * cores * threads;
+    cpus = cpus ? cpus : topology;
+    if (maxcpus && maxcpus != cpus) {
+        return bad(err, opt, arg, "CPU hotplug (maxcpus different from cpus) is not supported");
+    }
+    if (topology != cpus) {
+        return bad(err, opt, arg, "sockets (%u) * cores (%u) * threads (%u) != cpus (%u)",
+                   sockets, cores, threads, cpus);
+    }
+    cfg->smp_cpus = cpus;
+    cfg->sockets = sockets;
+    cfg->cores = cores;
+    cfg->threads = threads;
+    return TRUE;
+}
+
+static gboolean opt_kernel(VmConfig *cfg, const char *opt, const char *arg, GError **err)
+{
+    set_str(&cfg->kernel, arg);
+    return TRUE;
+}
+
+static gboolean opt_initrd(VmConfig *cfg, const char *opt, const char *arg, GError **err)
+{
+    set_str(&cfg->initrd, arg);
+    return TRUE;
+}
+
+static gboolean opt_append(VmConfig *cfg, const char *opt, const char *arg, GError **err)
+{
+    set_str(&cfg->append, arg);
+    return TRUE;
+}
+
+static gboolean opt_serial(VmConfig *cfg, const char *opt, const char *arg, GError **err)
+{
+    if (strcmp(arg, "stdio") != 0 && strcmp(arg, "null") != 0 &&
+        strcmp(arg, "none") != 0 && !(g_str_has_prefix(arg, "file:") && arg[5])) {
+        return bad(err, opt, arg, "serial backend must be stdio, file:PATH, null or none");
+    }
+    g_ptr_array_add(cfg->serials, g_strdup(arg));
+    return TRUE;
+}
+
+static gboolean opt_display(VmConfig *cfg, const char *opt, const char *arg, GError **err)
+{
+    if (strcmp(arg, "none") != 0) {
+        return bad(err, opt, arg, "only '-display none' is supported");
+    }
+    set_str(&cfg->display, arg);
+    return TRUE;
+}
+
+#define FLAG_OPTION(fn_name, field)                                                     \
+    static gboolean fn_name(VmConfig *cfg, const char *opt, const char *arg, GError **err) \
+    {                                                                                   \
+        cfg->field = TRUE;                                                              \
+        return TRUE;                                                                    \
+    }
+FLAG_OPTION(opt_nographic, nographic)
+FLAG_OPTION(opt_nodefaults, nodefaults)
+FLAG_OPTION(opt_no_reboot, no_reboot)
+FLAG_OPTION(opt_no_shutdown, no_shutdown)
+FLAG_OPTION(opt_S, start_paused)
+
+static gboolean opt_name(VmConfig *cfg, const char *opt, const char *arg, GError **err)
+{
+    g_autoptr(GError) local = NULL;
+    g_autoptr(GHashTable) kv = keyval_parse(arg, "guest", &local);
+    if (!kv) {
+        return bad(err, opt, arg, "%s", local->message);
+    }
+    static const char *const known[] = { "guest", "process", "debug-threads", NULL };
+    if (!keyval_check_keys(kv, known, "-name", &local)) {
+        return bad(err, opt, arg, "%s", local->message);
+    }
+    set_str(&cfg->name, g_hash_table_lookup(kv, "guest"));
+    return TRUE;
+}
+
+static gboolean opt_pidfile(VmConfig *cfg, const char *opt, const char *arg, GError **err)
+{
+    set_str(&cfg->pidfile, arg);
+    return TRUE;
+}
+
+static gboolean opt_version(VmConfig *cfg, const char *opt, const char *arg, GError **err)
+{
+    cfg->action = VM_ACTION_VERSION;
+    return TRUE;
+}
+
+static gboolean opt_help(VmConfig *cfg, const char *opt, const char *arg, GError **err)
+{
+    cfg->action = VM_ACTION_HELP;
+    return TRUE;
+}
+
+static const OptionDesc options[] = {
+    { "accel", "kvm", opt_accel, "use the KVM accelerator (the only one)" },
+    { "enable-kvm", NULL, opt_enable_kvm, "same as -accel kvm" },
+    { "machine", "[type=]NAME", opt_machine, "machine type (pc; 'help' lists them)" },
+    { "M", "NAME", opt_machine, "same as -machine" },
+    { "cpu", "MODEL", opt_cpu, "CPU model (host; 'help' lists them)" },
+    { "m", "SIZE[k|M|G]", opt_m, "guest RAM (MiB without a suffix; default 128M)" },
+    { "smp", "N[,sockets=S,cores=C,threads=T]", opt_smp, "number of vCPUs and their topology" },
+    { "kernel", "FILE", opt_kernel, "Linux kernel (bzImage) to boot" },
+    { "initrd", "FILE", opt_initrd, "initial ramdisk" },
+    { "append", "CMDLINE", opt_append, "kernel command line" },
+    { "nographic", NULL, opt_nographic, "no display; serial port on stdio" },
+    { "serial", "stdio|file:PATH|null", opt_serial, "backend of the next serial port" },
+    { "display", "none", opt_display, "display backend" },
+    { "nodefaults", NULL, opt_nodefaults, "create no default devices" },
+    { "no-reboot", NULL, opt_no_reboot, "exit instead of rebooting" },
+    { "no-shutdown", NULL, opt_no_shutdown, "stop, rather than exit, when the guest powers off" },
+    { "name", "NAME", opt_name, "guest name" },
+    { "pidfile", "FILE", opt_pidfile, "write the process id to FILE" },
+    { "S", NULL, opt_S, "do not start the vCPUs until 'cont'" },
+    { "version", NULL, opt_version, "print the version and exit" },
+    { "h", NULL, opt_help, "print this help and exit" },
+    { "help", NULL, opt_help, "print this help and exit" },
+};
+
+static const OptionDesc *find_option(const char *name)
+{
+    for (size_t i = 0; i < G_N_ELEMENTS(options); i++) {
+        if (strcmp(options[i].name, name) == 0) {
+            return &options[i];
+        }
+    }
+    return NULL;
+}
+
+VmConfig *vm_config_new(void)
+{
+    VmConfig *cfg = g_new0(VmConfig, 1);
+    cfg->accel = g_strdup("kvm");
+    cfg->machine = g_strdup("pc");
+    cfg->cpu = g_strdup("host");
+    cfg->ram_size = DEFAULT_RAM_SIZE;
+    cfg->smp_cpus = cfg->sockets = cfg->cores = cfg->threads = 1;
+    cfg->serials = g_ptr_array_new_with_free_func(g_free);
+    return cfg;
+}
+
+void vm_config_free(VmConfig *cfg)
+{
+    if (!cfg) {
+        return;
+    }
+    g_free(cfg->accel);
+    g_free(cfg->machine);
+    g_free(cfg->cpu);
+    g_free(cfg->kernel);
+    g_free(cfg->initrd);
+    g_free(cfg->append);
+    g_ptr_array_unref(cfg->serials);
+    g_free(cfg->display);
+    g_free(cfg->name);
+    g_free(cfg->pidfile);
+    g_free(cfg);
+}
+
+gboolean vm_config_parse(VmConfig *cfg, int argc, char **argv, GError **err)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *word = argv[i];
+        if (word[0] != '-' || word[1] == '\0') {
+            g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID,
+                        "%s: unexpected argument (disk images are given with -drive)", word);
+            return FALSE;
+        }
+        const char *name = word + (word[1] == '-' ? 2 : 1);
+        const OptionDesc *o = find_option(name);
+        if (!o) {
+            g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "-%s: invalid option", name);
+            return FALSE;
+        }
+        const char *arg = NULL;
+        if (o->arg_name) {
+            if (i + 1 >= argc) {
+                g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID,
+                            "-%s: requires an argument (%s)", name, o->arg_name);
+                return FALSE;
+            }
+            arg = argv[++i];
+        }
+        if (!o->fn(cfg, name, arg, err)) {
+            return FALSE;
+        }
+    }
+    return TRUE;
+}
+
+char *vm_config_help(const char *prog)
+{
+    GString *s = g_string_new(NULL);
+    g_string_append_printf(s, "usage: %s [options]\n\n", prog);
+    for (size_t i = 0; i < G_N_ELEMENTS(options); i++) {
+        g_autofree char *left = g_strdup_printf("-%s%s%s", options[i].name,
+                                                options[i].arg_name ? " " : "",
+                                                options[i].arg_name ? options[i].arg_name : "");
+        g_string_append_printf(s, "  %-40s %s\n", left, options[i].help);
+    }
+    return g_string_free(s, FALSE);
+}

@@ -1,0 +1,31 @@
+#!/bin/sh
+# Init of a test guest: set up the basics, load the modules the test named,
+# run the test's script, print markers the host waits for, then power off.
+#   @vireo-init: ready            userspace is up
+#   @vireo-init: done rc=N        the test script ended with status N
+# The kernel command line may say vireo.end=poweroff|reboot|hold (default poweroff).
+/bin/busybox --install -s /bin
+export PATH=/bin:/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mount -t tmpfs tmpfs /tmp
+while read -r m; do
+	[ -n "$m" ] && insmod "/lib/modules/$m"
+done < /etc/modules.load
+end=poweroff
+for arg in $(cat /proc/cmdline); do
+	case "$arg" in vireo.end=*) end=${arg#vireo.end=} ;; esac
+done
+echo "@vireo-init: ready"
+rc=0
+if [ -x /init.d/test.sh ]; then
+	/init.d/test.sh
+	rc=$?
+fi
+echo "@vireo-init: done rc=$rc"
+case "$end" in
+	reboot) reboot -f ;;
+	hold) while :; do sleep 3600; done ;;
+	*) poweroff -f ;;
+esac

@@ -1,0 +1,3 @@
+#include "util/error.h"
+
+G_DEFINE_QUARK(vireo-error-quark, vireo_error)
