@@ -15,6 +15,7 @@ def cmd_path(args):
     kind, _, name = args.key.partition(":")
     table = {
         "rig-kernel": lambda: index["rig"]["kernel"],
+        "rig-flavour": lambda: index["rig"]["flavour"],
         "guest-kernel": lambda: index["guests"][name]["kernel"],
         "guest-modules": lambda: index["guests"][name]["modules"],
     }

@@ -30,7 +30,7 @@ def _env_lines(extra):
     return "mkdir -p /tmp/home\n" + "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
 
 
-def run_job(command, mem="8G", smp=2, timeout=1800, work=None, env=(), tmpfs="50%"):
+def run_job(command, mem="8G", smp=1, timeout=1800, work=None, env=(), tmpfs="50%"):
     """Run `command` (a shell string) in the rig; returns its exit status."""
     rig = assets.load()["rig"]
     work = Path(work or tempfile.mkdtemp(prefix="rig-", dir=REPO / "build")).resolve()
@@ -97,7 +97,10 @@ def cmd_run(args):
 def add_parser(sub):
     p = sub.add_parser("run", help="run a job inside the rig")
     p.add_argument("--mem", default=os.environ.get("VIREO_RIG_MEM", "8G"))
-    p.add_argument("--smp", type=int, default=2)
+    # One rig vCPU: with two (even with thread=single) a KVM guest inside the
+    # rig hung during boot in 3 of 4 runs; with one, 6 of 6 booted in 6-8 s,
+    # 2-vCPU guests included (docs/rig.md).
+    p.add_argument("--smp", type=int, default=1, help="rig vCPUs (default 1, see docs/rig.md)")
     p.add_argument("--timeout", type=int, default=1800, help="seconds")
     p.add_argument("--work", help="writable work directory (default: a new one under build/)")
     p.add_argument("--tmpfs", default="50%", help="size of the rig's /tmp")
