@@ -8,6 +8,7 @@ all: $(BUILD)/build.ninja
 	$(NINJA) -C $(BUILD)
 
 $(BUILD)/build.ninja:
+	@command -v meson >/dev/null || scripts/install-deps.sh
 	./configure --builddir=$(BUILD)
 
 # Everything the project needs on a fresh Debian 12 machine (apt, idempotent).
