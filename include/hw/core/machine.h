@@ -1,0 +1,31 @@
+/*
+ * What every machine offers its devices: the two address spaces, guest RAM
+ * access, and the run-state requests a device can make (power off, reset).
+ * Devices get a Machine pointer at creation and use nothing else of it.
+ */
+#pragma once
+#include "hw/core/iomap.h"
+#include <glib.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef enum {
+    SHUTDOWN_CAUSE_NONE,
+    SHUTDOWN_CAUSE_GUEST_SHUTDOWN, /* ACPI S5, as QEMU's "guest-shutdown" */
+    SHUTDOWN_CAUSE_GUEST_RESET,    /* reset register, i8042, port 0x92, triple fault */
+    SHUTDOWN_CAUSE_HOST_QMP_QUIT,
+    SHUTDOWN_CAUSE_HOST_SIGNAL,
+    SHUTDOWN_CAUSE_GUEST_PANIC,
+} ShutdownCause;
+
+typedef struct Machine Machine;
+
+struct Machine {
+    IoMap *pio;  /* port I/O, 0..0xffff */
+    IoMap *mmio; /* everything in guest-physical space that is not RAM */
+    /* Ask the main loop to power off or reset (safe from any thread). */
+    void (*request_shutdown)(Machine *m, ShutdownCause cause);
+    void (*request_reset)(Machine *m, ShutdownCause cause);
+    /* Host pointer for [gpa, gpa+len) if it is all RAM, else NULL. */
+    void *(*gpa_to_hva)(Machine *m, uint64_t gpa, uint64_t len);
+};
