@@ -17,6 +17,7 @@ for arg in $(cat /proc/cmdline); do
 	case "$arg" in
 	rig.work=*) work=${arg#rig.work=} ;;
 	rig.tmpfs=*) tmpsize=${arg#rig.tmpfs=} ;;
+	rig.keep=*) keep=${arg#rig.keep=} ;;
 	esac
 done
 out=/dev/ttyS1
@@ -24,7 +25,10 @@ fail() { echo "rig-init: $*" > $out; echo "rig-init: $*"; poweroff -f; }
 h=/mnt/host
 mkdir -p $h
 mount -t 9p -o trans=virtio,version=9p2000.L,cache=loose,msize=1048576,ro hostroot $h || fail "cannot mount the host root"
-mount -t 9p -o trans=virtio,version=9p2000.L,msize=1048576 work "$h$work" || fail "cannot mount the work directory $work"
+# A second view of the host root, to bring back host paths the tmpfs mounts
+# below would hide (a checkout under /tmp, say).
+mkdir -p /mnt/orig
+mount --bind $h /mnt/orig
 mount -t devtmpfs devtmpfs $h/dev
 mkdir -p $h/dev/pts $h/dev/shm
 mount -t devpts devpts $h/dev/pts
@@ -34,6 +38,13 @@ mount -t sysfs sysfs $h/sys
 mount -t tmpfs -o size=${tmpsize:-50%} tmpfs $h/tmp
 mount -t tmpfs tmpfs $h/var/tmp
 mount -t tmpfs tmpfs $h/run
+for p in $(echo "$keep" | tr ':' ' '); do
+	case "$p" in
+	/tmp/*|/var/tmp/*|/run/*) mkdir -p "$h$p" && mount --bind "/mnt/orig$p" "$h$p" ;;
+	esac
+done
+mkdir -p "$h$work" 2>/dev/null
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=1048576 work "$h$work" || fail "cannot mount the work directory $work"
 [ -c /dev/kvm ] || echo "rig-init: warning: no /dev/kvm in the rig" > $out
 echo "@rig: job start" > $out
 chroot $h /bin/sh -c "cd '$work' && . ./.rig/env && exec /bin/sh ./.rig/job.sh" < /dev/null > $out 2>&1

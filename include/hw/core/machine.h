@@ -21,6 +21,11 @@ typedef enum {
 typedef struct Machine Machine;
 
 struct Machine {
+    /*
+     * The big lock: held by a vCPU thread while it emulates a device and by
+     * the main loop while it dispatches, so device code needs no locks.
+     */
+    GMutex lock;
     IoMap *pio;  /* port I/O, 0..0xffff */
     IoMap *mmio; /* everything in guest-physical space that is not RAM */
     /* Ask the main loop to power off or reset (safe from any thread). */

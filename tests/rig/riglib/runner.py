@@ -44,7 +44,8 @@ def run_job(command, mem="8G", smp=1, timeout=1800, work=None, env=(), tmpfs="50
     qemu = ["qemu-system-x86_64", "-accel", "tcg,thread=single", "-cpu", "max",
             "-m", mem, "-smp", str(smp), "-display", "none", "-monitor", "none",
             "-no-reboot", "-nodefaults", "-kernel", rig["kernel"], "-initrd", meta / "initramfs",
-            "-append", f"console=ttyS0 panic=-1 quiet rig.work={work} rig.tmpfs={tmpfs}",
+            "-append", f"console=ttyS0 panic=-1 quiet rig.work={work} rig.tmpfs={tmpfs} "
+                       f"rig.keep={REPO}:{CACHE}",
             "-serial", f"file:{meta / 'console.log'}",
             "-chardev", "stdio,id=job,signal=off", "-serial", "chardev:job",
             "-fsdev", "local,id=hr,path=/,security_model=none,readonly=on,multidevs=remap",

@@ -1,0 +1,53 @@
+/*
+ * The KVM accelerator: a VM (memory slots, in-kernel irqchip, interrupt
+ * lines) and its vCPUs (run loop, register state). Devices never call this;
+ * machines do.
+ */
+#pragma once
+#include "hw/core/machine.h"
+#include <glib.h>
+#include <linux/kvm.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct KvmVm KvmVm;
+typedef struct KvmVcpu KvmVcpu;
+
+/* Opens /dev/kvm (path overridable for tests) and creates a VM of @type. */
+KvmVm *kvm_vm_new(Machine *machine, const char *dev_path, unsigned long type, GError **err);
+void kvm_vm_free(KvmVm *vm);
+int kvm_vm_fd(KvmVm *vm);
+int kvm_sys_fd(KvmVm *vm);
+/* KVM_CHECK_EXTENSION on the VM (falls back to /dev/kvm); <0 is 0. */
+int kvm_vm_check_extension(KvmVm *vm, unsigned cap);
+
+/* Map @size bytes of host memory at @hva as guest-physical @gpa. */
+bool kvm_vm_add_ram(KvmVm *vm, uint64_t gpa, uint64_t size, void *hva, GError **err);
+
+/* x86: in-kernel PIC + IOAPIC + PIT, with ISA IRQ 0 routed to IOAPIC pin 2. */
+bool kvm_vm_create_x86_irqchip(KvmVm *vm, GError **err);
+/* Drive a GSI (level-triggered lines stay set until lowered). */
+void kvm_vm_set_irq(KvmVm *vm, unsigned gsi, bool level);
+/* IrqLine.set_level for GSIs of this VM (opaque = the KvmVm). */
+void kvm_irq_line_set(void *opaque, unsigned gsi, bool level);
+
+typedef enum {
+    KVM_VCPU_STOPPED,  /* kicked: the caller asked it to stop */
+    KVM_VCPU_SHUTDOWN, /* triple fault: the machine resets (or exits with -no-reboot) */
+    KVM_VCPU_ERROR,    /* internal error, failed entry: registers were printed */
+} KvmVcpuStop;
+
+KvmVcpu *kvm_vcpu_new(KvmVm *vm, unsigned index, GError **err);
+void kvm_vcpu_free(KvmVcpu *vcpu);
+int kvm_vcpu_fd(KvmVcpu *vcpu);
+unsigned kvm_vcpu_index(KvmVcpu *vcpu);
+KvmVm *kvm_vcpu_vm(KvmVcpu *vcpu);
+/*
+ * Run until the vCPU must stop. Port and MMIO exits are dispatched to the
+ * machine's maps with the big lock held. Returns why it stopped.
+ */
+KvmVcpuStop kvm_vcpu_run(KvmVcpu *vcpu);
+/* Make a running (or about to run) kvm_vcpu_run return KVM_VCPU_STOPPED. Any thread. */
+void kvm_vcpu_kick(KvmVcpu *vcpu);
+/* Must be called once per thread that runs vCPUs, before kvm_vcpu_run. */
+void kvm_vcpu_thread_init(void);
