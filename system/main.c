@@ -1,9 +1,54 @@
-/* vireo-system-x86_64: the process entry point. */
+/* vireo-system-x86_64: parse the command line, build the machine, run it. */
+#include "chardev/chardev.h"
+#include "hw/core/machine.h"
 #include "system/options.h"
+#include "system/runtime.h"
+#include "target/i386/cpu.h"
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #define PROG "vireo-system-x86_64"
+
+static int error_exit(const char *msg)
+{
+    fprintf(stderr, PROG ": %s\n", msg);
+    return 1;
+}
+
+static void list_machines(void)
+{
+    printf("Supported machines are:\n");
+    for (const MachineType *const *t = machine_types; *t; t++) {
+        printf("%-20s %s%s\n", (*t)->name, (*t)->desc, t == machine_types ? " (default)" : "");
+    }
+}
+
+static void list_cpus(void)
+{
+    printf("Available CPUs:\n");
+    for (const char *const *c = x86_cpu_models; *c; c++) {
+        printf("  %s\n", *c);
+    }
+}
+
+static bool write_pidfile(const char *path, GError **err)
+{
+    g_autofree char *pid = g_strdup_printf("%d\n", (int)getpid());
+    if (!g_file_set_contents(path, pid, -1, err)) {
+        return false;
+    }
+    return true;
+}
+
+static void quit_from_console(void *opaque)
+{
+    Machine *m = opaque;
+    m->request_shutdown(m, SHUTDOWN_CAUSE_HOST_QMP_QUIT);
+}
 
 int main(int argc, char **argv)
 {
@@ -11,8 +56,7 @@ int main(int argc, char **argv)
     g_autoptr(GError) err = NULL;
 
     if (!vm_config_parse(cfg, argc, argv, &err)) {
-        fprintf(stderr, PROG ": %s\n", err->message);
-        return 1;
+        return error_exit(err->message);
     }
     switch (cfg->action) {
     case VM_ACTION_VERSION:
@@ -26,7 +70,45 @@ int main(int argc, char **argv)
     case VM_ACTION_RUN:
         break;
     }
-    fprintf(stderr, PROG ": machine '%s' cannot be started yet: the KVM machine is not built\n",
-            cfg->machine);
-    return 1;
+    if (strcmp(cfg->machine, "help") == 0) {
+        list_machines();
+        return 0;
+    }
+    if (strcmp(cfg->cpu, "help") == 0) {
+        list_cpus();
+        return 0;
+    }
+    const MachineType *type = machine_type_find(cfg->machine);
+    if (!type) {
+        g_autofree char *msg = g_strdup_printf("-machine %s: unknown machine type ('-machine help' lists them)",
+                                               cfg->machine);
+        return error_exit(msg);
+    }
+    if (!g_strv_contains(x86_cpu_models, cfg->cpu)) {
+        g_autofree char *msg = g_strdup_printf("-cpu %s: unknown CPU model ('-cpu help' lists them)", cfg->cpu);
+        return error_exit(msg);
+    }
+    if (cfg->pidfile && !write_pidfile(cfg->pidfile, &err)) {
+        g_autofree char *msg = g_strdup_printf("-pidfile %s: %s", cfg->pidfile, err->message);
+        return error_exit(msg);
+    }
+    atexit(chardev_restore_terminal);
+
+    Machine *m = type->create(cfg, &err);
+    if (!m) {
+        return error_exit(err->message);
+    }
+    Runtime *rt = runtime_new(type, m, cfg, &err);
+    if (!rt) {
+        return error_exit(err->message);
+    }
+    chardev_set_quit_handler(quit_from_console, m);
+    int status = runtime_run(rt);
+    if (cfg->pidfile) {
+        unlink(cfg->pidfile);
+    }
+    chardev_restore_terminal();
+    /* vCPU threads are parked; exiting here is the quickest clean teardown. */
+    fflush(stdout);
+    _exit(status);
 }

@@ -13,6 +13,8 @@ typedef struct Chardev Chardev;
 
 /* Called on the main loop with bytes the user typed; the frontend buffers. */
 typedef void (*ChardevInputFn)(void *opaque, const uint8_t *buf, size_t len);
+/* How many bytes the frontend can take right now (0: hold input back). */
+typedef size_t (*ChardevCanReadFn)(void *opaque);
 
 /* "stdio", "file:PATH", "null"; errors name the spec and the reason. */
 Chardev *chardev_new(const char *spec, GError **err);
@@ -23,3 +25,33 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(Chardev, chardev_free)
 void chardev_write(Chardev *chr, const uint8_t *buf, size_t len);
 void chardev_set_input(Chardev *chr, ChardevInputFn fn, void *opaque);
 /* How many more bytes the frontend can accept is its business: input it cannot take is dropped. */
+
+/*
+ * Flow control for frontends with small buffers: the backend reads no more
+ * than @can_read allows and stops reading while it says 0; the frontend
+ * calls chardev_accept_input() once it has room again (any thread holding
+ * the big lock).
+ */
+void chardev_set_input_full(Chardev *chr, ChardevInputFn fn, ChardevCanReadFn can_read,
+                            void *opaque);
+void chardev_accept_input(Chardev *chr);
+
+/*
+ * Hand @buf to the frontend as if the backend had read it, bypassing flow
+ * control and the Ctrl-a escapes: for tests and in-process producers.
+ */
+void chardev_inject_input(Chardev *chr, const uint8_t *buf, size_t len);
+
+/*
+ * "stdio" interprets QEMU's -nographic escapes on input: Ctrl-a x calls the
+ * quit handler, Ctrl-a Ctrl-a sends one Ctrl-a, Ctrl-a h prints help.
+ * The handler runs on the main loop with the big lock held.
+ */
+void chardev_set_quit_handler(void (*fn)(void *opaque), void *opaque);
+
+/*
+ * Put the terminal back the way "stdio" found it. Async-signal-safe and
+ * idempotent, so system/ may call it from atexit() or a fatal-signal path;
+ * chardev_free() does it too.
+ */
+void chardev_restore_terminal(void);

@@ -19,6 +19,8 @@ typedef enum {
 } ShutdownCause;
 
 typedef struct Machine Machine;
+typedef struct KvmVcpu KvmVcpu;
+typedef struct VmConfig VmConfig;
 
 struct Machine {
     /*
@@ -28,9 +30,36 @@ struct Machine {
     GMutex lock;
     IoMap *pio;  /* port I/O, 0..0xffff */
     IoMap *mmio; /* everything in guest-physical space that is not RAM */
-    /* Ask the main loop to power off or reset (safe from any thread). */
+    /*
+     * Ask the main loop to power off or reset (safe from any thread). Set by
+     * machine_init() to post the request; tests may substitute their own.
+     */
     void (*request_shutdown)(Machine *m, ShutdownCause cause);
     void (*request_reset)(Machine *m, ShutdownCause cause);
     /* Host pointer for [gpa, gpa+len) if it is all RAM, else NULL. */
     void *(*gpa_to_hva)(Machine *m, uint64_t gpa, uint64_t len);
+    gint pending_shutdown, pending_reset; /* posted ShutdownCause, NONE if none */
 };
+
+/* Base setup every machine type does first: lock, address spaces, requests. */
+void machine_init(Machine *m);
+void machine_cleanup(Machine *m);
+/* The main loop takes posted requests (each is returned once). */
+ShutdownCause machine_take_shutdown_request(Machine *m);
+ShutdownCause machine_take_reset_request(Machine *m);
+
+/* A machine type (-machine NAME): how to build, reset and tear one down. */
+typedef struct MachineType {
+    const char *name;
+    const char *desc;
+    Machine *(*create)(const VmConfig *cfg, GError **err);
+    /* Back to power-on state (the vCPUs are parked); false leaves the VM unusable. */
+    bool (*reset)(Machine *m, GError **err);
+    void (*destroy)(Machine *m);
+    unsigned (*vcpu_count)(Machine *m);
+    KvmVcpu *(*vcpu)(Machine *m, unsigned index);
+} MachineType;
+
+/* The machine types this binary offers, NULL-terminated. */
+extern const MachineType *const machine_types[];
+const MachineType *machine_type_find(const char *name);

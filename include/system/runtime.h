@@ -1,0 +1,27 @@
+/*
+ * The running VM: vCPU threads, the main loop, and the run state. It turns
+ * the requests devices make (power off, reset) into actions on the machine.
+ */
+#pragma once
+#include "hw/core/machine.h"
+#include "system/options.h"
+
+typedef enum {
+    RUN_STATE_PRELAUNCH, /* -S: built, vCPUs not started */
+    RUN_STATE_RUNNING,
+    RUN_STATE_PAUSED,
+    RUN_STATE_SHUTDOWN,  /* guest powered off with -no-shutdown */
+    RUN_STATE_INTERNAL_ERROR,
+} RunState;
+
+typedef struct Runtime Runtime;
+
+/* Take over @m (built from @type): wire its requests, create the vCPU threads. */
+Runtime *runtime_new(const MachineType *type, Machine *m, const VmConfig *cfg, GError **err);
+/* Run the main loop until the VM ends; returns the process exit status. */
+int runtime_run(Runtime *rt);
+
+RunState runtime_state(Runtime *rt);
+/* QMP's stop/cont (called on the main loop with the big lock held). */
+void runtime_pause(Runtime *rt);
+void runtime_resume(Runtime *rt);

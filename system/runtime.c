@@ -1,0 +1,210 @@
+#define G_LOG_DOMAIN "runtime"
+#include "system/runtime.h"
+#include "accel/kvm.h"
+#include <glib-unix.h>
+#include <stdio.h>
+
+/* Exit statuses of the process, as QEMU's. */
+#define EXIT_OK 0
+#define EXIT_GUEST_ERROR 1
+
+struct Runtime {
+    const MachineType *type;
+    Machine *m;
+    const VmConfig *cfg;
+    RunState state;
+    unsigned nr_vcpus;
+    GThread **threads;
+
+    /* Guarded by m->lock. */
+    bool vcpus_should_run;
+    unsigned generation; /* bumped by every resume */
+    unsigned *halted_generation; /* per vCPU: stopped itself (error, triple fault) in this generation */
+    unsigned vcpus_inside;       /* threads between leaving the lock and coming back from KVM_RUN */
+    GCond cond;
+
+    bool quit;
+    int exit_status;
+};
+
+typedef struct {
+    Runtime *rt;
+    unsigned index;
+} VcpuThreadArgs;
+
+static GMutex *poll_lock;
+
+/* The main loop holds the big lock except while it waits in poll(). */
+static gint unlocked_poll(GPollFD *fds, guint nfds, gint timeout)
+{
+    g_mutex_unlock(poll_lock);
+    gint r = g_poll(fds, nfds, timeout);
+    g_mutex_lock(poll_lock);
+    return r;
+}
+
+static gpointer vcpu_thread(gpointer data)
+{
+    g_autofree VcpuThreadArgs *args = data;
+    Runtime *rt = args->rt;
+    Machine *m = rt->m;
+    unsigned i = args->index;
+
+    kvm_vcpu_thread_init();
+    g_mutex_lock(&m->lock);
+    for (;;) {
+        while (!rt->vcpus_should_run || rt->halted_generation[i] == rt->generation) {
+            g_cond_wait(&rt->cond, &m->lock);
+        }
+        KvmVcpu *vcpu = rt->type->vcpu(m, i);
+        rt->vcpus_inside++;
+        g_mutex_unlock(&m->lock);
+        KvmVcpuStop why = kvm_vcpu_run(vcpu);
+        g_mutex_lock(&m->lock);
+        rt->vcpus_inside--;
+        g_cond_broadcast(&rt->cond);
+        if (why == KVM_VCPU_SHUTDOWN) {
+            rt->halted_generation[i] = rt->generation;
+            m->request_reset(m, SHUTDOWN_CAUSE_GUEST_RESET);
+        } else if (why == KVM_VCPU_ERROR) {
+            rt->halted_generation[i] = rt->generation;
+            m->request_shutdown(m, SHUTDOWN_CAUSE_GUEST_PANIC);
+        }
+    }
+    return NULL;
+}
+
+/* Park every vCPU outside KVM_RUN. Called with the big lock held. */
+static void stop_vcpus(Runtime *rt)
+{
+    rt->vcpus_should_run = false;
+    for (unsigned i = 0; i < rt->nr_vcpus; i++) {
+        kvm_vcpu_kick(rt->type->vcpu(rt->m, i));
+    }
+    while (rt->vcpus_inside > 0) {
+        g_cond_wait(&rt->cond, &rt->m->lock);
+    }
+}
+
+static void start_vcpus(Runtime *rt)
+{
+    rt->generation++;
+    rt->vcpus_should_run = true;
+    g_cond_broadcast(&rt->cond);
+}
+
+void runtime_pause(Runtime *rt)
+{
+    if (rt->state == RUN_STATE_RUNNING) {
+        stop_vcpus(rt);
+        rt->state = RUN_STATE_PAUSED;
+    }
+}
+
+void runtime_resume(Runtime *rt)
+{
+    if (rt->state == RUN_STATE_PAUSED || rt->state == RUN_STATE_PRELAUNCH) {
+        rt->state = RUN_STATE_RUNNING;
+        start_vcpus(rt);
+    }
+}
+
+RunState runtime_state(Runtime *rt)
+{
+    return rt->state;
+}
+
+static void finish(Runtime *rt, int status)
+{
+    rt->quit = true;
+    rt->exit_status = status;
+}
+
+static void handle_requests(Runtime *rt)
+{
+    ShutdownCause shutdown = machine_take_shutdown_request(rt->m);
+    ShutdownCause reset = machine_take_reset_request(rt->m);
+
+    if (shutdown != SHUTDOWN_CAUSE_NONE) {
+        stop_vcpus(rt);
+        if (shutdown == SHUTDOWN_CAUSE_GUEST_PANIC) {
+            rt->state = RUN_STATE_INTERNAL_ERROR;
+            finish(rt, EXIT_GUEST_ERROR);
+        } else if (shutdown == SHUTDOWN_CAUSE_GUEST_SHUTDOWN && rt->cfg->no_shutdown) {
+            rt->state = RUN_STATE_SHUTDOWN;
+        } else {
+            finish(rt, EXIT_OK);
+        }
+        return;
+    }
+    if (reset != SHUTDOWN_CAUSE_NONE) {
+        if (rt->cfg->no_reboot) {
+            stop_vcpus(rt);
+            finish(rt, EXIT_OK);
+            return;
+        }
+        stop_vcpus(rt);
+        g_autoptr(GError) err = NULL;
+        if (!rt->type->reset(rt->m, &err)) {
+            fprintf(stderr, "vireo-system-x86_64: reset failed: %s\n", err->message);
+            finish(rt, EXIT_GUEST_ERROR);
+            return;
+        }
+        if (rt->state == RUN_STATE_RUNNING) {
+            start_vcpus(rt);
+        }
+    }
+}
+
+static gboolean on_signal(gpointer data)
+{
+    Runtime *rt = data;
+    rt->m->request_shutdown(rt->m, SHUTDOWN_CAUSE_HOST_SIGNAL);
+    return G_SOURCE_CONTINUE;
+}
+
+Runtime *runtime_new(const MachineType *type, Machine *m, const VmConfig *cfg, GError **err)
+{
+    Runtime *rt = g_new0(Runtime, 1);
+    rt->type = type;
+    rt->m = m;
+    rt->cfg = cfg;
+    rt->state = RUN_STATE_PRELAUNCH;
+    rt->nr_vcpus = type->vcpu_count(m);
+    rt->halted_generation = g_new0(unsigned, rt->nr_vcpus);
+    g_cond_init(&rt->cond);
+
+    poll_lock = &m->lock;
+    g_main_context_set_poll_func(NULL, unlocked_poll);
+    g_unix_signal_add(SIGINT, on_signal, rt);
+    g_unix_signal_add(SIGTERM, on_signal, rt);
+    g_unix_signal_add(SIGHUP, on_signal, rt);
+
+    /* vCPU threads must not take the kick signal's default action. */
+    rt->threads = g_new0(GThread *, rt->nr_vcpus);
+    for (unsigned i = 0; i < rt->nr_vcpus; i++) {
+        VcpuThreadArgs *args = g_new(VcpuThreadArgs, 1);
+        *args = (VcpuThreadArgs){ rt, i };
+        g_autofree char *name = g_strdup_printf("CPU %u/KVM", i);
+        rt->threads[i] = g_thread_try_new(name, vcpu_thread, args, err);
+        if (!rt->threads[i]) {
+            g_free(args);
+            return NULL; /* the process exits; threads already made are parked */
+        }
+    }
+    return rt;
+}
+
+int runtime_run(Runtime *rt)
+{
+    g_mutex_lock(&rt->m->lock);
+    if (!rt->cfg->start_paused) {
+        runtime_resume(rt);
+    }
+    while (!rt->quit) {
+        g_main_context_iteration(NULL, TRUE);
+        handle_requests(rt);
+    }
+    g_mutex_unlock(&rt->m->lock);
+    return rt->exit_status;
+}
