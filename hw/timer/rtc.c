@@ -54,9 +54,11 @@ struct Rtc {
     bool irq_level;
 };
 
+/* The clock's own registers; the alarm registers between them are plain storage. */
 static bool is_time_reg(unsigned reg)
 {
-    return reg <= REG_YEAR || reg == RTC_REG_CENTURY;
+    bool alarm = reg == REG_SEC_ALARM || reg == REG_MIN_ALARM || reg == REG_HOUR_ALARM;
+    return (reg <= REG_YEAR && !alarm) || reg == RTC_REG_CENTURY;
 }
 
 /* ---- register format (register B: DM and 24/12) ---- */
