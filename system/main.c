@@ -6,6 +6,7 @@
 #include "target/i386/cpu.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,24 @@ static bool write_pidfile(const char *path, GError **err)
     return true;
 }
 
+/* One plain line per message: "vireo-system-x86_64: DOMAIN: text". */
+static GLogWriterOutput log_writer(GLogLevelFlags level, const GLogField *fields, gsize n, gpointer data)
+{
+    const char *domain = NULL, *message = NULL;
+    for (gsize i = 0; i < n; i++) {
+        if (strcmp(fields[i].key, "GLIB_DOMAIN") == 0) {
+            domain = fields[i].value;
+        } else if (strcmp(fields[i].key, "MESSAGE") == 0) {
+            message = fields[i].value;
+        }
+    }
+    if (g_log_writer_default_would_drop(level, domain)) {
+        return G_LOG_WRITER_HANDLED;
+    }
+    fprintf(stderr, PROG ": %s%s%s\n", domain ? domain : "", domain ? ": " : "", message ? message : "");
+    return G_LOG_WRITER_HANDLED;
+}
+
 static void quit_from_console(void *opaque)
 {
     Machine *m = opaque;
@@ -55,6 +74,9 @@ int main(int argc, char **argv)
     g_autoptr(VmConfig) cfg = vm_config_new();
     g_autoptr(GError) err = NULL;
 
+    g_log_set_writer_func(log_writer, NULL, NULL);
+    /* A closed stdout must not kill the VM: the chardev reports it instead. */
+    signal(SIGPIPE, SIG_IGN);
     if (!vm_config_parse(cfg, argc, argv, &err)) {
         return error_exit(err->message);
     }

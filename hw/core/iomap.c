@@ -24,7 +24,7 @@ IoMap *io_map_new(const char *name)
     IoMap *map = g_new0(IoMap, 1);
     map->name = g_strdup(name);
     map->regions = g_array_new(FALSE, FALSE, sizeof(IoRegion));
-    map->unclaimed_seen = g_hash_table_new(g_int64_hash, g_int64_equal);
+    map->unclaimed_seen = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
     g_mutex_init(&map->lock);
     return map;
 }

@@ -210,10 +210,8 @@ static bool create_devices(PcMachine *pc, GError **err)
     Machine *m = &pc->parent;
     const char *spec = serial_spec(pc->cfg);
     if (spec && strcmp(spec, "none") != 0) {
-        g_autoptr(GError) local = NULL;
-        pc->serial_chr = chardev_new(spec, &local);
+        pc->serial_chr = chardev_new(spec, err); /* its errors name the spec */
         if (!pc->serial_chr) {
-            g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "-serial %s: %s", spec, local->message);
             return false;
         }
         pc->serial = serial_new(m, COM1_PORT, pc_irq(pc, GSI_COM1), pc->serial_chr, err);

@@ -16,7 +16,7 @@ cloud=$("$rig" path guest-kernel:bookworm-cloud)
 seven=$("$rig" path guest-kernel:7.x)
 boot() {  # boot LABEL KERNEL MEM [EXTRA-APPEND]: one Vireo run, between markers
 	printf '%s\n' "echo '=== $1 $3'" \
-		"timeout 300 '$vmm' -m $3 -smp 2 -kernel '$2' -initrd '$work/initrd' -append 'console=ttyS0 panic=-1 quiet $4' -nographic -no-reboot" \
+		"timeout 300 '$vmm' -m $3 -smp 2 -kernel '$2' -initrd '$work/initrd' -append 'console=ttyS0 panic=-1 quiet ${4:-}' -nographic -no-reboot" \
 		'echo "=== exit $?"'
 }
 {
@@ -55,7 +55,7 @@ for name, lines in sections.items():
     check("@vireo-init: ready" in text, f"{name}: the guest reached its init")
     check("@test: cpus=2" in text, f"{name}: the guest sees 2 CPUs")
     usable = 0
-    for a, b in re.findall(r"@e820: .*\[mem 0x([0-9a-f]+)-0x([0-9a-f]+)\] usable", text):
+    for a, b in re.findall(r"@e820: .*\[mem 0x([0-9a-f]+)-0x([0-9a-f]+)\] +(?:usable|System RAM)", text):
         usable += int(b, 16) - int(a, 16) + 1
     check(mem - usable < (1 << 20), f"{name}: the e820 map gives the guest all its memory ({usable >> 20} of {mem >> 20} MiB)")
     check("@test: acpi_errors=0" in text, f"{name}: no ACPI errors in the kernel log")

@@ -1,6 +1,6 @@
 # Shared by the rig self-tests (sourced). meson passes VIREO_SRC and VIREO_BUILD.
 set -euo pipefail
-src=${VIREO_SRC:-$(cd "$(dirname "$0")/../../.." && pwd)}
+src=${VIREO_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)}
 build=${VIREO_BUILD:-$src/build}
 rig="$src/tests/rig/rig"
 work=$(mktemp -d "$build/rig-test.XXXXXX")
