@@ -18,6 +18,7 @@ for arg in $(cat /proc/cmdline); do
 	rig.work=*) work=${arg#rig.work=} ;;
 	rig.tmpfs=*) tmpsize=${arg#rig.tmpfs=} ;;
 	rig.keep=*) keep=${arg#rig.keep=} ;;
+	rig.interactive=1) interactive=1 ;;
 	esac
 done
 out=/dev/ttyS1
@@ -47,7 +48,12 @@ mkdir -p "$h$work" 2>/dev/null
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=1048576 work "$h$work" || fail "cannot mount the work directory $work"
 [ -c /dev/kvm ] || echo "rig-init: warning: no /dev/kvm in the rig" > $out
 echo "@rig: job start" > $out
-chroot $h /bin/sh -c "cd '$work' && . ./.rig/env && exec /bin/sh ./.rig/job.sh" < /dev/null > $out 2>&1
+in=/dev/null
+if [ -n "$interactive" ]; then
+	in=$out # the user's keyboard, through the rig's second serial port
+	stty -F $out raw -echo
+fi
+chroot $h /bin/sh -c "cd '$work' && . ./.rig/env && exec /bin/sh ./.rig/job.sh" < $in > $out 2>&1
 echo $? > "$h$work/.rig/status"
 sync
 poweroff -f

@@ -30,8 +30,12 @@ def _env_lines(extra):
     return "mkdir -p /tmp/home\n" + "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
 
 
-def run_job(command, mem="8G", smp=1, timeout=1800, work=None, env=(), tmpfs="50%"):
-    """Run `command` (a shell string) in the rig; returns its exit status."""
+def run_job(command, mem="8G", smp=1, timeout=1800, work=None, env=(), tmpfs="50%", interactive=False):
+    """Run `command` (a shell string) in the rig; returns its exit status.
+
+    Interactive: the caller's terminal is the job's (QEMU puts it in raw
+    mode), and the job's output is not filtered.
+    """
     rig = assets.load()["rig"]
     work = Path(work or tempfile.mkdtemp(prefix="rig-", dir=REPO / "build")).resolve()
     meta = work / ".rig"
@@ -45,7 +49,7 @@ def run_job(command, mem="8G", smp=1, timeout=1800, work=None, env=(), tmpfs="50
             "-m", mem, "-smp", str(smp), "-display", "none", "-monitor", "none",
             "-no-reboot", "-nodefaults", "-kernel", rig["kernel"], "-initrd", meta / "initramfs",
             "-append", f"console=ttyS0 panic=-1 quiet rig.work={work} rig.tmpfs={tmpfs} "
-                       f"rig.keep={REPO}:{CACHE}",
+                       f"rig.keep={REPO}:{CACHE}" + (" rig.interactive=1" if interactive else ""),
             "-serial", f"file:{meta / 'console.log'}",
             "-chardev", "stdio,id=job,signal=off", "-serial", "chardev:job",
             "-fsdev", "local,id=hr,path=/,security_model=none,readonly=on,multidevs=remap",
@@ -53,6 +57,9 @@ def run_job(command, mem="8G", smp=1, timeout=1800, work=None, env=(), tmpfs="50
             "-fsdev", f"local,id=wk,path={work},security_model=none",
             "-device", "virtio-9p-pci,fsdev=wk,mount_tag=work"]
     start = time.monotonic()
+    if interactive:
+        proc = subprocess.run([str(a) for a in qemu], timeout=None)
+        return _finish(meta, proc.returncode, time.monotonic() - start, None, timeout, rig)
     proc = subprocess.Popen([str(a) for a in qemu], stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     timer = threading.Timer(timeout, proc.kill)
@@ -69,18 +76,22 @@ def run_job(command, mem="8G", smp=1, timeout=1800, work=None, env=(), tmpfs="50
         proc.wait()
     finally:
         timer.cancel()
-    total = time.monotonic() - start
+    return _finish(meta, proc.returncode, time.monotonic() - start, ready, timeout, rig)
+
+
+def _finish(meta, qemu_status, total, ready, timeout, rig):
+    """The job's exit status, or RIG_FAILED with the rig's last console lines."""
     status_file = meta / "status"
     if not status_file.exists():
-        why = f"timed out after {timeout}s" if total >= timeout else f"QEMU exited with {proc.returncode}"
+        why = f"timed out after {timeout}s" if total >= timeout else f"QEMU exited with {qemu_status}"
         say(f"the job did not finish: {why}; last rig console lines ({meta / 'console.log'}):")
         console = (meta / "console.log").read_text(errors="replace").splitlines() if (meta / "console.log").exists() else []
         for line in console[-25:]:
             say("  " + line)
         return RIG_FAILED
     status = int(status_file.read_text().strip() or RIG_FAILED)
-    say(f"rig ready in {ready or 0:.1f}s, job ran {total - (ready or 0):.1f}s, exit status {status}"
-        f" ({rig['flavour']} rig kernel)")
+    timing = f"rig ready in {ready:.1f}s, job ran {total - ready:.1f}s" if ready is not None else f"rig ran {total:.1f}s"
+    say(f"{timing}, exit status {status} ({rig['flavour']} rig kernel)")
     return status
 
 
@@ -92,7 +103,7 @@ def cmd_run(args):
         return 2
     command = args.command[0] if len(args.command) == 1 else shlex.join(args.command)
     return run_job(command, mem=args.mem, smp=args.smp, timeout=args.timeout,
-                   work=args.work, env=args.env, tmpfs=args.tmpfs)
+                   work=args.work, env=args.env, tmpfs=args.tmpfs, interactive=args.interactive)
 
 
 def add_parser(sub):
@@ -106,6 +117,7 @@ def add_parser(sub):
     p.add_argument("--work", help="writable work directory (default: a new one under build/)")
     p.add_argument("--tmpfs", default="50%", help="size of the rig's /tmp")
     p.add_argument("--env", action="append", default=[], help="K=V for the job")
+    p.add_argument("--interactive", action="store_true", help="give the job this terminal")
     p.add_argument("command", nargs=argparse_remainder())
     p.set_defaults(func=cmd_run)
 
