@@ -22,8 +22,10 @@
 #include "target/i386/cpu.h"
 #include "util/error.h"
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define GiB (1ULL << 30)
@@ -103,25 +105,19 @@ static void add_e820(PcMachine *pc, uint64_t addr, uint64_t size, uint32_t type)
 
 static bool alloc_ram(PcMachine *pc, GError **err)
 {
-    /* memfd: shared memory the snapshot engine can write-protect and a restore can map. */
-    int fd = memfd_create("vireo-ram", MFD_CLOEXEC);
-    if (fd < 0 || ftruncate(fd, pc->ram_size) < 0) {
-        g_set_error(err, VIREO_ERROR, VIREO_ERROR_FAILED, "-m: cannot allocate %" G_GUINT64_FORMAT " MiB of RAM: %s",
-                    pc->ram_size >> 20, g_strerror(errno));
-        if (fd >= 0) {
-            close(fd);
-        }
-        return false;
-    }
-    pc->ram = mmap(NULL, pc->ram_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
-    close(fd);
+    /*
+     * Private anonymous memory with transparent huge pages, as QEMU's default
+     * backend: a shared memfd faults in 4 KiB at a time (shmem gets no THP by
+     * default), which made a 5 GiB guest boot twice as slow in the rig.
+     */
+    pc->ram = mmap(NULL, pc->ram_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (pc->ram == MAP_FAILED) {
         pc->ram = NULL;
         g_set_error(err, VIREO_ERROR, VIREO_ERROR_FAILED, "-m: cannot map %" G_GUINT64_FORMAT " MiB of RAM: %s",
                     pc->ram_size >> 20, g_strerror(errno));
         return false;
     }
-    madvise(pc->ram, pc->ram_size, MADV_MERGEABLE);
+    madvise(pc->ram, pc->ram_size, MADV_HUGEPAGE);
     return true;
 }
 
@@ -186,8 +182,20 @@ static bool load_boot_image(PcMachine *pc, GError **err)
 
 static bool read_file(const char *option, const char *path, GBytes **out, GError **err)
 {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "%s %s: %s", option, path, g_strerror(errno));
+        return false;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "%s %s: not a regular file", option, path);
+        close(fd);
+        return false;
+    }
     g_autoptr(GError) local = NULL;
-    g_autoptr(GMappedFile) f = g_mapped_file_new(path, FALSE, &local);
+    g_autoptr(GMappedFile) f = g_mapped_file_new_from_fd(fd, FALSE, &local);
+    close(fd);
     if (!f) {
         g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "%s %s: %s", option, path, local->message);
         return false;
@@ -277,10 +285,6 @@ static Machine *pc_create(const VmConfig *cfg, GError **err)
                     "no kernel given: the pc machine boots a kernel directly (-kernel FILE)");
         return NULL;
     }
-    if (cfg->initrd && !cfg->kernel) {
-        g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "-initrd needs -kernel");
-        return NULL;
-    }
     if (cfg->smp_cpus > ACPI_PC_MAX_CPUS) {
         g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "-smp %u: the pc machine supports at most %u vCPUs",
                     cfg->smp_cpus, ACPI_PC_MAX_CPUS);
@@ -309,7 +313,7 @@ static Machine *pc_create(const VmConfig *cfg, GError **err)
     };
     pc->acpi = acpi_build_pc(&acpi, ACPI_PC_TABLES_GPA, &pc->rsdp_gpa);
 
-    if (!read_file("-kernel", cfg->kernel, &pc->kernel, err) ||
+    if (!read_file("-kernel", cfg->kernel, &pc->kernel, err) || !x86_kernel_check(cfg->kernel, pc->kernel, err) ||
         (cfg->initrd && !read_file("-initrd", cfg->initrd, &pc->initrd, err)) || !alloc_ram(pc, err) ||
         !create_kvm(pc, err) || !create_devices(pc, err) || !load_boot_image(pc, err)) {
         pc_destroy(m);

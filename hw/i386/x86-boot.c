@@ -2,17 +2,22 @@
 #include "util/error.h"
 #include <string.h>
 
-bool x86_load_kernel(const X86BootInfo *info, X86BootState *boot, GError **err)
+bool x86_kernel_check(const char *path, GBytes *kernel, GError **err)
 {
-    if (bzimage_probe(info->kernel)) {
-        return bzimage_load(info, boot, err);
-    }
-    if (pvh_probe(info->kernel)) {
-        return pvh_load(info, boot, err);
+    if (bzimage_probe(kernel) || pvh_probe(kernel)) {
+        return true;
     }
     g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID,
-                "kernel '%s' is neither a Linux bzImage nor an ELF image", info->kernel_path);
+                "-kernel %s: not a Linux bzImage, nor an ELF image with a PVH entry", path);
     return false;
+}
+
+bool x86_load_kernel(const X86BootInfo *info, X86BootState *boot, GError **err)
+{
+    if (!x86_kernel_check(info->kernel_path, info->kernel, err)) {
+        return false;
+    }
+    return bzimage_probe(info->kernel) ? bzimage_load(info, boot, err) : pvh_load(info, boot, err);
 }
 
 bool x86_boot_write(const X86BootInfo *info, uint64_t gpa, const void *data, size_t len, GError **err)

@@ -6,6 +6,7 @@
 # -no-reboot ends it too.
 . "$(dirname "$0")/../rig/selftest/lib.sh"
 vmm="$build/vireo-system-x86_64"
+guard="$src/tests/system/run-guarded.sh"
 "$rig" initramfs -o "$work/initrd" -c '
 echo "@test: cpus=$(nproc)"
 dmesg | grep "BIOS-e820" | sed "s/^/@e820: /"
@@ -16,8 +17,7 @@ cloud=$("$rig" path guest-kernel:bookworm-cloud)
 seven=$("$rig" path guest-kernel:7.x)
 boot() {  # boot LABEL KERNEL MEM [EXTRA-APPEND]: one Vireo run, between markers
 	printf '%s\n' "echo '=== $1 $3'" \
-		"timeout 300 '$vmm' -m $3 -smp 2 -kernel '$2' -initrd '$work/initrd' -append 'console=ttyS0 panic=-1 quiet ${4:-}' -nographic -no-reboot" \
-		'echo "=== exit $?"'
+		"'$guard' 240 '$work/boot.log' '$vmm' -m $3 -smp 2 -kernel '$2' -initrd '$work/initrd' -append 'console=ttyS0 panic=-1 quiet ${4:-}' -nographic -no-reboot"
 }
 {
 	boot bookworm-cloud "$cloud" 512M
@@ -46,7 +46,7 @@ def check(ok, what):
     fails += not ok
 for name, lines in sections.items():
     text = "\n".join(lines)
-    status = re.findall(r"^=== exit (\d+)$", text, re.M)
+    status = re.findall(r"^=== exit (\S+)$", text, re.M)
     check(status == ["0"], f"{name}: Vireo exited with status 0 (got {status})")
     if name == "reboot":
         check("@vireo-init: done rc=0" in text, "reboot: the guest ran its init before rebooting")
