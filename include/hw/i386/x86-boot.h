@@ -28,6 +28,8 @@ typedef struct X86BootInfo {
     const char *cmdline;     /* "" if none */
 } X86BootInfo;
 
+/* Is @kernel a format the loaders know? The error names the file. */
+bool x86_kernel_check(const char *path, GBytes *kernel, GError **err);
 /* Dispatch on the image format; errors name the kernel file and what is wrong. */
 bool x86_load_kernel(const X86BootInfo *info, X86BootState *boot, GError **err);
 
