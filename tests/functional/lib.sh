@@ -35,13 +35,15 @@ fail() {
 
 # run_guest NAME: boot tests/guest/NAME.elf with its serial port on stdout.
 # Sets OUTPUT (the serial output without carriage returns) and STATUS.
+# REBOOT_OPTION (default -no-reboot) may be set empty to let a reset reboot.
 run_guest() {
     local elf=$GUEST_DIR/$1.elf log
     [[ -f $elf ]] || fail "no guest image $elf"
     log=$(mktemp)
-    echo "+ timeout $TIMEOUT ${VMM[*]} -m 16M -nodefaults -nographic -no-reboot -serial stdio -kernel $elf"
+    local reboot=(${REBOOT_OPTION--no-reboot})
+    echo "+ timeout $TIMEOUT ${VMM[*]} -m 16M -nodefaults -nographic ${reboot[*]} -serial stdio -kernel $elf"
     STATUS=0
-    timeout "$TIMEOUT" "${VMM[@]}" -m 16M -nodefaults -nographic -no-reboot -serial stdio \
+    timeout "$TIMEOUT" "${VMM[@]}" -m 16M -nodefaults -nographic "${reboot[@]}" -serial stdio \
         -kernel "$elf" </dev/null >"$log" || STATUS=$?
     OUTPUT=$(tr -d '\r' <"$log")
     rm -f "$log"
