@@ -70,11 +70,6 @@ void kvm_vm_free(KvmVm *vm)
     g_free(vm);
 }
 
-int kvm_vm_fd(KvmVm *vm)
-{
-    return vm->vm_fd;
-}
-
 int kvm_sys_fd(KvmVm *vm)
 {
     return vm->sys_fd;
@@ -171,9 +166,4 @@ void kvm_vm_set_irq(KvmVm *vm, unsigned gsi, bool level)
     if (ioctl(vm->vm_fd, KVM_IRQ_LINE, &irq) < 0) {
         g_warning("KVM_IRQ_LINE gsi %u level %d: %s", gsi, level, g_strerror(errno));
     }
-}
-
-void kvm_irq_line_set(void *opaque, unsigned gsi, bool level)
-{
-    kvm_vm_set_irq(opaque, gsi, level);
 }

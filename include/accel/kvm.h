@@ -16,7 +16,6 @@ typedef struct KvmVcpu KvmVcpu;
 /* Opens /dev/kvm (path overridable for tests) and creates a VM of @type. */
 KvmVm *kvm_vm_new(Machine *machine, const char *dev_path, unsigned long type, GError **err);
 void kvm_vm_free(KvmVm *vm);
-int kvm_vm_fd(KvmVm *vm);
 int kvm_sys_fd(KvmVm *vm);
 /* KVM_CHECK_EXTENSION on the VM (falls back to /dev/kvm); <0 is 0. */
 int kvm_vm_check_extension(KvmVm *vm, unsigned cap);
@@ -28,8 +27,6 @@ bool kvm_vm_add_ram(KvmVm *vm, uint64_t gpa, uint64_t size, void *hva, GError **
 bool kvm_vm_create_x86_irqchip(KvmVm *vm, GError **err);
 /* Drive a GSI (level-triggered lines stay set until lowered). */
 void kvm_vm_set_irq(KvmVm *vm, unsigned gsi, bool level);
-/* IrqLine.set_level for GSIs of this VM (opaque = the KvmVm). */
-void kvm_irq_line_set(void *opaque, unsigned gsi, bool level);
 
 typedef enum {
     KVM_VCPU_STOPPED,  /* kicked: the caller asked it to stop */

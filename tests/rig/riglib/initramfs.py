@@ -6,7 +6,6 @@ written as a newc cpio directly, so device nodes need no root and the output
 is the same for the same inputs.
 """
 import lzma
-import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -155,5 +154,3 @@ def add_parser(sub):
     p.add_argument("-c", "--command", help="shell commands the init runs instead of --script")
     p.add_argument("--file", action="append", default=[], help="IMAGE-PATH=HOST-PATH, an extra executable")
     p.set_defaults(func=cmd_initramfs)
-    if shutil.which("modinfo") is None:
-        pass  # only needed when modules are asked for; resolve_modules reports it

@@ -39,7 +39,11 @@ def _build(src_dir, version, out):
     work.mkdir(parents=True)
     say(f"building the rig kernel from {tarball.name} ({version}); about 15 minutes on 2 cores")
     with tarfile.open(tarball) as tf:
-        tf.extractall(work, filter="fully_trusted") if hasattr(tarfile, "data_filter") else tf.extractall(work)
+        # Debian's own source tarball: trusted, and it has symlinks the default filter refuses.
+        if hasattr(tarfile, "data_filter"):
+            tf.extractall(work, filter="fully_trusted")
+        else:
+            tf.extractall(work)
     tree = next(p for p in work.iterdir() if p.is_dir())
     jobs = str(os.cpu_count() or 2)
     log = open(out / "build.log", "w")

@@ -1,4 +1,5 @@
 """Run a job inside the rig and hand back its output and exit status."""
+import argparse
 import os
 import shlex
 import shutil
@@ -118,10 +119,5 @@ def add_parser(sub):
     p.add_argument("--tmpfs", default="50%", help="size of the rig's /tmp")
     p.add_argument("--env", action="append", default=[], help="K=V for the job")
     p.add_argument("--interactive", action="store_true", help="give the job this terminal")
-    p.add_argument("command", nargs=argparse_remainder())
+    p.add_argument("command", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_run)
-
-
-def argparse_remainder():
-    import argparse
-    return argparse.REMAINDER
