@@ -24,6 +24,9 @@ struct Chardev {
     bool stdio;
     bool got_escape;     /* the previous input byte was Ctrl-a */
     bool write_failed;   /* output stopped after a hard error (warned once) */
+    guint out_watch;     /* armed by chardev_notify_writable */
+    void (*writable_fn)(void *opaque);
+    void *writable_opaque;
     ChardevInputFn input_fn;
     ChardevCanReadFn can_read_fn;
     void *input_opaque;
@@ -246,6 +249,65 @@ void chardev_write(Chardev *chr, const uint8_t *buf, size_t len)
     }
 }
 
+/* Can a one-byte write go through now? (A tty or pipe may be full.) */
+static bool out_ready(Chardev *chr)
+{
+    struct pollfd pfd = { .fd = chr->out_fd, .events = POLLOUT };
+    return poll(&pfd, 1, 0) > 0 && pfd.revents;
+}
+
+size_t chardev_write_nonblocking(Chardev *chr, const uint8_t *buf, size_t len)
+{
+    if (!chr || chr->out_fd < 0 || chr->write_failed) {
+        return len;
+    }
+    size_t done = 0;
+    /* One byte per readiness check: room for one is all poll() promises. */
+    while (done < len && out_ready(chr)) {
+        ssize_t n = write(chr->out_fd, buf + done, 1);
+        if (n == 1) {
+            done++;
+        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            break;
+        } else if (!(n < 0 && errno == EINTR)) {
+            g_warning("chardev '%s': write failed: %s; further output dropped", chr->spec,
+                      n < 0 ? g_strerror(errno) : "no progress");
+            chr->write_failed = true;
+            return len;
+        }
+    }
+    return done;
+}
+
+static gboolean out_writable(gint fd, GIOCondition cond, gpointer data)
+{
+    Chardev *chr = data;
+    void (*fn)(void *) = chr->writable_fn;
+
+    chr->out_watch = 0;
+    chr->writable_fn = NULL;
+    if (fn) {
+        fn(chr->writable_opaque);
+    }
+    return G_SOURCE_REMOVE;
+}
+
+void chardev_notify_writable(Chardev *chr, void (*fn)(void *opaque), void *opaque)
+{
+    chr->writable_fn = fn;
+    chr->writable_opaque = opaque;
+    if (!fn || chr->out_fd < 0) {
+        if (chr->out_watch) {
+            g_source_remove(chr->out_watch);
+            chr->out_watch = 0;
+        }
+        return;
+    }
+    if (!chr->out_watch) {
+        chr->out_watch = g_unix_fd_add(chr->out_fd, G_IO_OUT | G_IO_ERR | G_IO_HUP, out_writable, chr);
+    }
+}
+
 /* ---- backends ---- */
 
 static bool stdio_open(Chardev *chr, const char *arg, GError **err)
@@ -338,6 +400,7 @@ void chardev_free(Chardev *chr)
         return;
     }
     input_watch_stop(chr);
+    chardev_notify_writable(chr, NULL, NULL);
     if (chr->stdio) {
         chardev_restore_terminal();
         stdio_in_use = false;

@@ -1,5 +1,6 @@
 #define G_LOG_DOMAIN "serial"
 #include "hw/char/serial.h"
+#include <string.h>
 
 /* Register offsets; DLAB (LCR bit 7) turns 0 and 1 into the divisor latch. */
 enum { REG_RBR_THR = 0, REG_IER, REG_IIR_FCR, REG_LCR, REG_MCR, REG_LSR, REG_MSR, REG_SCR };
@@ -19,6 +20,7 @@ enum { REG_RBR_THR = 0, REG_IER, REG_IIR_FCR, REG_LCR, REG_MCR, REG_LSR, REG_MSR
 
 #define FCR_ENABLE 0x01
 #define FCR_CLEAR_RX 0x02
+#define FCR_CLEAR_TX 0x04
 #define FCR_KEEP 0xc9 /* enable, DMA mode, trigger level: the bits that stick */
 
 #define LCR_DLAB 0x80
@@ -59,6 +61,16 @@ struct Serial {
     bool thre_pending;    /* THRE interrupt not yet acknowledged */
     uint8_t rx[FIFO_SIZE];
     unsigned rx_head, rx_count;
+    /*
+     * Bytes the guest wrote that the backend has not taken yet. THR (and the
+     * FIFO) read as empty only once they are all out, so a guest that waits
+     * for THRE waits for a slow or stopped terminal, as on real hardware,
+     * instead of Vireo blocking a vCPU under the big lock.
+     */
+    uint8_t tx[FIFO_SIZE];
+    unsigned tx_count;
+    bool tx_waiting;      /* the chardev will call back when writable */
+    uint64_t tx_dropped;
     uint8_t rbr;          /* last byte read, returned again when the FIFO is empty */
     uint64_t rx_dropped;
     bool irq_level;
@@ -157,6 +169,37 @@ static void update_msr(Serial *s)
     }
 }
 
+static unsigned tx_capacity(const Serial *s)
+{
+    return fifo_enabled(s) ? FIFO_SIZE : 1;
+}
+
+static void tx_writable(void *opaque);
+
+/* Hand what the backend takes now to it; THR is empty again once all is out. */
+static void tx_flush(Serial *s)
+{
+    size_t n = chardev_write_nonblocking(s->chr, s->tx, s->tx_count);
+    memmove(s->tx, s->tx + n, s->tx_count - n);
+    s->tx_count -= n;
+    if (s->tx_count == 0) {
+        if (n) {
+            s->thre_pending = true; /* the transmitter just went empty */
+        }
+    } else if (!s->tx_waiting) {
+        s->tx_waiting = true;
+        chardev_notify_writable(s->chr, tx_writable, s);
+    }
+}
+
+static void tx_writable(void *opaque)
+{
+    Serial *s = opaque;
+    s->tx_waiting = false;
+    tx_flush(s);
+    update_irq(s);
+}
+
 /* The receiver may have room again: let the backend resume. */
 static void rx_space_changed(Serial *s)
 {
@@ -195,7 +238,7 @@ static uint64_t serial_read(void *opaque, uint64_t offset, unsigned size)
     case REG_MCR:
         return s->mcr;
     case REG_LSR:
-        v = s->lsr_errors | LSR_THRE | LSR_TEMT | (s->rx_count ? LSR_DR : 0);
+        v = s->lsr_errors | (s->tx_count ? 0 : LSR_THRE | LSR_TEMT) | (s->rx_count ? LSR_DR : 0);
         s->lsr_errors = 0;
         break;
     case REG_MSR:
@@ -220,27 +263,35 @@ static void serial_write(void *opaque, uint64_t offset, uint64_t value, unsigned
             s->divisor = (s->divisor & 0xff00) | v;
             return;
         }
+        s->thre_pending = false; /* writing THR acknowledges THRE */
         if (s->mcr & MCR_LOOP) {
             rx_push(s, v);
+            s->thre_pending = true; /* looped back at once: THR is empty again */
         } else {
-            chardev_write(s->chr, &v, 1);
+            if (s->tx_count < tx_capacity(s)) {
+                s->tx[s->tx_count++] = v;
+            } else {
+                s->tx_dropped++; /* the guest did not wait for THRE */
+            }
+            tx_flush(s);
         }
-        /* Sent at once, so THR is empty again and THRE is due anew. */
-        s->thre_pending = true;
         break;
     case REG_IER:
         if (s->lcr & LCR_DLAB) {
             s->divisor = (s->divisor & 0x00ff) | (uint16_t)v << 8;
             return;
         }
-        if (!(s->ier & IER_ETBEI) && (v & IER_ETBEI)) {
-            s->thre_pending = true; /* THR is always empty: enabling THRE raises it */
+        if (!(s->ier & IER_ETBEI) && (v & IER_ETBEI) && s->tx_count == 0) {
+            s->thre_pending = true; /* enabling THRE with THR empty raises it */
         }
         s->ier = v & 0x0f;
         break;
     case REG_IIR_FCR:
         if ((v ^ s->fcr) & FCR_ENABLE || (v & FCR_CLEAR_RX)) {
             rx_clear(s);
+        }
+        if ((v ^ s->fcr) & FCR_ENABLE || (v & FCR_CLEAR_TX)) {
+            s->tx_count = 0;
         }
         s->fcr = v & FCR_ENABLE ? v & FCR_KEEP : 0;
         rx_space_changed(s);
@@ -300,6 +351,7 @@ void serial_reset(Serial *s)
     s->scr = 0;
     s->lsr_errors = 0;
     s->thre_pending = false;
+    s->tx_count = 0;
     s->rbr = 0;
     rx_clear(s);
     s->msr = 0;
@@ -337,6 +389,9 @@ void serial_free(Serial *s)
     }
     if (s->chr) {
         chardev_set_input(s->chr, NULL, NULL);
+        if (s->tx_waiting) {
+            chardev_notify_writable(s->chr, NULL, NULL);
+        }
     }
     io_map_remove(s->m->pio, s->base);
     g_free(s);

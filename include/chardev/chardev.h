@@ -23,6 +23,20 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(Chardev, chardev_free)
 
 /* Writes all of @buf (blocking briefly if the backend is full); never fails the guest. */
 void chardev_write(Chardev *chr, const uint8_t *buf, size_t len);
+
+/*
+ * Write without ever blocking: returns how much of @buf the backend took
+ * now (all of it where output is discarded or has failed). Less than @len
+ * means the backend is full: chardev_notify_writable() says when it is not.
+ * A device must use this from a vCPU, which holds the big lock: a terminal
+ * that stops reading would otherwise stall the whole VM.
+ */
+size_t chardev_write_nonblocking(Chardev *chr, const uint8_t *buf, size_t len);
+/*
+ * Call @fn once, on the main loop with the big lock held, when the backend
+ * can take output again; @fn NULL cancels. One watcher per chardev.
+ */
+void chardev_notify_writable(Chardev *chr, void (*fn)(void *opaque), void *opaque);
 void chardev_set_input(Chardev *chr, ChardevInputFn fn, void *opaque);
 /* How many more bytes the frontend can accept is its business: input it cannot take is dropped. */
 

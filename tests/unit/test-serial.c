@@ -1,7 +1,10 @@
 /* The 16550A driven through port I/O as a guest driver would. */
 #include "chardev/chardev.h"
 #include "hw/char/serial.h"
+#include <fcntl.h>
 #include <glib/gstdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define BASE 0x3f8
 #define RBR 0
@@ -339,9 +342,68 @@ static void test_ports_taken(void)
     io_map_free(m.pio);
 }
 
+/*
+ * A backend that stops taking output (a terminal nobody reads: here a full
+ * pipe) holds the bytes in the UART: THR stays busy, Vireo never blocks,
+ * and once the reader drains the pipe the main loop sends the rest and THRE
+ * comes back with its interrupt.
+ */
+static void test_stalled_output(void)
+{
+    Machine m = { .pio = io_map_new("pio") };
+    Fixture f = { .m = m };
+    g_autoptr(GError) err = NULL;
+    g_autofree char *dir = g_dir_make_tmp("vireo-serial-XXXXXX", &err);
+    g_autofree char *fifo = g_build_filename(dir, "fifo", NULL);
+    g_assert_cmpint(mkfifo(fifo, 0600), ==, 0);
+    int reader = open(fifo, O_RDONLY | O_NONBLOCK);
+    g_assert_cmpint(reader, >=, 0);
+    g_autofree char *spec = g_strdup_printf("file:%s", fifo);
+    Chardev *chr = chardev_new(spec, &err);
+    g_assert_no_error(err);
+    f.chr = chr;
+    f.s = serial_new(&f.m, BASE, (IrqLine){ set_level, &f, 4 }, chr, &err);
+    g_assert_no_error(err);
+    outb(&f, FCR, 0x01);                    /* FIFO on */
+    outb(&f, MCR, 0x08);                    /* OUT2: interrupts reach the line */
+
+    /* Fill the pipe until the UART reports THR busy. */
+    unsigned written = 0;
+    while ((inb(&f, LSR) & 0x60) == 0x60) {
+        outb(&f, THR, 'x');
+        written++;
+        g_assert_cmpuint(written, <, 1u << 24);
+    }
+    g_assert_cmpuint(inb(&f, LSR) & 0x60, ==, 0);  /* neither THRE nor TEMT */
+    outb(&f, IER, 0x02);                    /* THRE interrupt wanted, but THR is busy */
+    g_assert_false(f.level);
+
+    /* The reader drains everything; the main loop delivers the held bytes. */
+    char buf[65536];
+    size_t got = 0;
+    for (int i = 0; i < 1000 && got < written; i++) {
+        ssize_t n = read(reader, buf, sizeof(buf));
+        got += n > 0 ? (size_t)n : 0;
+        while (g_main_context_iteration(NULL, FALSE)) {
+        }
+    }
+    g_assert_cmpuint(got, ==, written);
+    g_assert_cmpuint(inb(&f, LSR) & 0x60, ==, 0x60);
+    g_assert_true(f.level);                 /* THRE interrupt raised when THR emptied */
+
+    serial_free(f.s);
+    chardev_free(chr);
+    close(reader);
+    io_map_free(f.m.pio);
+    g_unlink(fifo);
+    g_rmdir(dir);
+}
+
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
+
 #define ADD(name, fn) g_test_add("/serial/" name, Fixture, NULL, setup, fn, teardown)
     ADD("reset-state", test_reset_state);
     ADD("divisor-lcr", test_divisor_and_lcr);
@@ -355,5 +417,6 @@ int main(int argc, char **argv)
     ADD("reset", test_reset);
 #undef ADD
     g_test_add_func("/serial/ports-taken", test_ports_taken);
+    g_test_add_func("/serial/stalled-output", test_stalled_output);
     return g_test_run();
 }
