@@ -1,6 +1,7 @@
 /* vireo-system-x86_64: parse the command line, build the machine, run it. */
 #include "chardev/chardev.h"
 #include "hw/core/machine.h"
+#include "monitor/runtime-vm.h"
 #include "system/options.h"
 #include "system/runtime.h"
 #include "target/i386/cpu.h"
@@ -124,8 +125,18 @@ int main(int argc, char **argv)
     if (!rt) {
         return error_exit(err->message);
     }
+    g_autoptr(MonitorServer) mon = monitor_server_for_runtime(rt);
+    for (guint i = 0; i < cfg->qmp->len; i++) {
+        const char *spec = cfg->qmp->pdata[i];
+        if (!monitor_server_listen(mon, spec, &err)) {
+            g_autofree char *msg = g_strdup_printf("-qmp %s: %s", spec, err->message);
+            return error_exit(msg);
+        }
+    }
     chardev_set_quit_handler(quit_from_console, m);
     int status = runtime_run(rt);
+    /* Flushes what is queued for QMP clients: quit's reply, the SHUTDOWN event. */
+    g_clear_pointer(&mon, monitor_server_free);
     if (cfg->pidfile) {
         unlink(cfg->pidfile);
     }

@@ -3,6 +3,8 @@
  * it takes an argument, and points at the function that stores it.
  */
 #include "system/options.h"
+#include "hw/core/machine.h"
+#include "monitor/monitor.h"
 #include "util/error.h"
 #include "util/keyval.h"
 #include "util/size.h"
@@ -120,8 +122,8 @@ static gboolean smp_number(const char *opt, const char *arg, const char *key, co
                            unsigned *out, GError **err)
 {
     guint64 n;
-    if (!g_ascii_string_to_unsigned(value, 10, 1, 1024, &n, NULL)) {
-        return bad(err, opt, arg, "%s must be a number from 1 to 1024, not '%s'", key, value);
+    if (!g_ascii_string_to_unsigned(value, 10, 1, MACHINE_MAX_CPUS, &n, NULL)) {
+        return bad(err, opt, arg, "%s must be a number from 1 to %u, not '%s'", key, MACHINE_MAX_CPUS, value);
     }
     *out = n;
     return TRUE;
@@ -240,6 +242,16 @@ static gboolean opt_pidfile(VmConfig *cfg, const char *opt, const char *arg, GEr
     return TRUE;
 }
 
+static gboolean opt_qmp(VmConfig *cfg, const char *opt, const char *arg, GError **err)
+{
+    g_autoptr(GError) local = NULL;
+    if (!monitor_address_check(arg, &local)) {
+        return bad(err, opt, arg, "%s", local->message);
+    }
+    g_ptr_array_add(cfg->qmp, g_strdup(arg));
+    return TRUE;
+}
+
 static gboolean opt_version(VmConfig *cfg, const char *opt, const char *arg, GError **err)
 {
     cfg->action = VM_ACTION_VERSION;
@@ -271,6 +283,7 @@ static const OptionDesc options[] = {
     { "no-shutdown", NULL, opt_no_shutdown, "stop, rather than exit, when the guest powers off" },
     { "name", "NAME", opt_name, "guest name" },
     { "pidfile", "FILE", opt_pidfile, "write the process id to FILE" },
+    { "qmp", "unix:PATH|tcp:HOST:PORT,server=on,wait=off", opt_qmp, "serve QMP there (may be repeated)" },
     { "S", NULL, opt_S, "do not start the vCPUs until 'cont'" },
     { "version", NULL, opt_version, "print the version and exit" },
     { "h", NULL, opt_help, "print this help and exit" },
@@ -296,6 +309,7 @@ VmConfig *vm_config_new(void)
     cfg->ram_size = DEFAULT_RAM_SIZE;
     cfg->smp_cpus = cfg->sockets = cfg->cores = cfg->threads = 1;
     cfg->serials = g_ptr_array_new_with_free_func(g_free);
+    cfg->qmp = g_ptr_array_new_with_free_func(g_free);
     return cfg;
 }
 
@@ -311,6 +325,7 @@ void vm_config_free(VmConfig *cfg)
     g_free(cfg->initrd);
     g_free(cfg->append);
     g_ptr_array_unref(cfg->serials);
+    g_ptr_array_unref(cfg->qmp);
     g_free(cfg->display);
     g_free(cfg->name);
     g_free(cfg->pidfile);

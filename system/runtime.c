@@ -1,8 +1,10 @@
 #define G_LOG_DOMAIN "runtime"
 #include "system/runtime.h"
 #include "accel/kvm.h"
+#include "util/error.h"
 #include <glib-unix.h>
 #include <stdio.h>
+#include <unistd.h>
 
 /* Exit statuses of the process, as QEMU's. */
 #define EXIT_OK 0
@@ -22,6 +24,10 @@ struct Runtime {
     unsigned *halted_generation; /* per vCPU: stopped itself (error, triple fault) in this generation */
     unsigned vcpus_inside;       /* threads between leaving the lock and coming back from KVM_RUN */
     GCond cond;
+    int *tids;                   /* per vCPU: Linux thread id, 0 until the thread runs */
+
+    RuntimeEventFn event_fn;
+    void *event_opaque;
 
     bool quit;
     int exit_status;
@@ -33,6 +39,46 @@ typedef struct {
 } VcpuThreadArgs;
 
 static GMutex *poll_lock;
+
+/* QEMU's ShutdownCause names, and whether the guest caused it (events' "guest"). */
+static const struct {
+    const char *reason;
+    bool guest;
+} causes[] = {
+    [SHUTDOWN_CAUSE_NONE] = { "none", false },
+    [SHUTDOWN_CAUSE_GUEST_SHUTDOWN] = { "guest-shutdown", true },
+    [SHUTDOWN_CAUSE_GUEST_RESET] = { "guest-reset", true },
+    [SHUTDOWN_CAUSE_HOST_QMP_QUIT] = { "host-qmp-quit", false },
+    [SHUTDOWN_CAUSE_HOST_SIGNAL] = { "host-signal", false },
+    [SHUTDOWN_CAUSE_GUEST_PANIC] = { "guest-panic", true },
+    [SHUTDOWN_CAUSE_HOST_QMP_SYSTEM_RESET] = { "host-qmp-system-reset", false },
+};
+
+static void emit(Runtime *rt, const char *name, JsonObject *data)
+{
+    if (rt->event_fn) {
+        rt->event_fn(name, data, rt->event_opaque);
+    }
+    if (data) {
+        json_object_unref(data);
+    }
+}
+
+/* SHUTDOWN and RESET carry the same data. */
+static void emit_cause(Runtime *rt, const char *name, ShutdownCause cause)
+{
+    g_assert(cause < G_N_ELEMENTS(causes));
+    JsonObject *data = json_object_new();
+    json_object_set_boolean_member(data, "guest", causes[cause].guest);
+    json_object_set_string_member(data, "reason", causes[cause].reason);
+    emit(rt, name, data);
+}
+
+void runtime_set_event_handler(Runtime *rt, RuntimeEventFn fn, void *opaque)
+{
+    rt->event_fn = fn;
+    rt->event_opaque = opaque;
+}
 
 /* The main loop holds the big lock except while it waits in poll(). */
 static gint unlocked_poll(GPollFD *fds, guint nfds, gint timeout)
@@ -52,6 +98,8 @@ static gpointer vcpu_thread(gpointer data)
 
     kvm_vcpu_thread_init();
     g_mutex_lock(&m->lock);
+    rt->tids[i] = gettid();
+    g_cond_broadcast(&rt->cond);
     for (;;) {
         while (!rt->vcpus_should_run || rt->halted_generation[i] == rt->generation) {
             g_cond_wait(&rt->cond, &m->lock);
@@ -98,6 +146,7 @@ void runtime_pause(Runtime *rt)
     if (rt->state == RUN_STATE_RUNNING) {
         stop_vcpus(rt);
         rt->state = RUN_STATE_PAUSED;
+        emit(rt, "STOP", NULL);
     }
 }
 
@@ -106,6 +155,7 @@ void runtime_resume(Runtime *rt)
     if (rt->state == RUN_STATE_PAUSED || rt->state == RUN_STATE_PRELAUNCH) {
         rt->state = RUN_STATE_RUNNING;
         start_vcpus(rt);
+        emit(rt, "RESUME", NULL);
     }
 }
 
@@ -127,10 +177,14 @@ static void handle_requests(Runtime *rt)
 
     if (shutdown != SHUTDOWN_CAUSE_NONE) {
         stop_vcpus(rt);
+        emit_cause(rt, "SHUTDOWN", shutdown);
         if (shutdown == SHUTDOWN_CAUSE_GUEST_PANIC) {
             rt->state = RUN_STATE_INTERNAL_ERROR;
             finish(rt, EXIT_GUEST_ERROR);
         } else if (shutdown == SHUTDOWN_CAUSE_GUEST_SHUTDOWN && rt->cfg->no_shutdown) {
+            if (rt->state == RUN_STATE_RUNNING) {
+                emit(rt, "STOP", NULL);
+            }
             rt->state = RUN_STATE_SHUTDOWN;
         } else {
             finish(rt, EXIT_OK);
@@ -138,8 +192,10 @@ static void handle_requests(Runtime *rt)
         return;
     }
     if (reset != SHUTDOWN_CAUSE_NONE) {
+        /* As in QEMU, -no-reboot turns every reset, QMP's too, into an exit. */
         if (rt->cfg->no_reboot) {
             stop_vcpus(rt);
+            emit_cause(rt, "SHUTDOWN", reset);
             finish(rt, EXIT_OK);
             return;
         }
@@ -150,6 +206,7 @@ static void handle_requests(Runtime *rt)
             finish(rt, EXIT_GUEST_ERROR);
             return;
         }
+        emit_cause(rt, "RESET", reset);
         if (rt->state == RUN_STATE_RUNNING) {
             start_vcpus(rt);
         }
@@ -172,6 +229,7 @@ Runtime *runtime_new(const MachineType *type, Machine *m, const VmConfig *cfg, G
     rt->state = RUN_STATE_PRELAUNCH;
     rt->nr_vcpus = type->vcpu_count(m);
     rt->halted_generation = g_new0(unsigned, rt->nr_vcpus);
+    rt->tids = g_new0(int, rt->nr_vcpus);
     g_cond_init(&rt->cond);
 
     poll_lock = &m->lock;
@@ -192,7 +250,58 @@ Runtime *runtime_new(const MachineType *type, Machine *m, const VmConfig *cfg, G
             return NULL; /* the process exits; threads already made are parked */
         }
     }
+    /* query-cpus-fast reports the thread ids: have them before any client asks. */
+    g_mutex_lock(&m->lock);
+    for (unsigned i = 0; i < rt->nr_vcpus; i++) {
+        while (!rt->tids[i]) {
+            g_cond_wait(&rt->cond, &m->lock);
+        }
+    }
+    g_mutex_unlock(&m->lock);
     return rt;
+}
+
+Machine *runtime_machine(Runtime *rt)
+{
+    return rt->m;
+}
+
+const VmConfig *runtime_config(Runtime *rt)
+{
+    return rt->cfg;
+}
+
+unsigned runtime_vcpu_count(Runtime *rt)
+{
+    return rt->nr_vcpus;
+}
+
+int runtime_vcpu_tid(Runtime *rt, unsigned index)
+{
+    g_assert(index < rt->nr_vcpus);
+    return rt->tids[index];
+}
+
+void runtime_system_reset(Runtime *rt)
+{
+    rt->m->request_reset(rt->m, SHUTDOWN_CAUSE_HOST_QMP_SYSTEM_RESET);
+}
+
+void runtime_quit(Runtime *rt)
+{
+    rt->m->request_shutdown(rt->m, SHUTDOWN_CAUSE_HOST_QMP_QUIT);
+}
+
+bool runtime_powerdown(Runtime *rt, GError **err)
+{
+    if (!rt->type->powerdown) {
+        g_set_error(err, VIREO_ERROR, VIREO_ERROR_UNSUPPORTED, "machine '%s' has no power button",
+                    rt->type->name);
+        return false;
+    }
+    rt->type->powerdown(rt->m);
+    emit(rt, "POWERDOWN", NULL);
+    return true;
 }
 
 int runtime_run(Runtime *rt)

@@ -1,8 +1,8 @@
 #define G_LOG_DOMAIN "acpi"
 /*
  * ACPI tables of the x86 pc machine. The layout of the blob, from base_gpa:
- * RSDP, FACS (64-byte aligned), DSDT, FADT, MADT, XSDT, RSDT. To add a table
- * (an MCFG, say), build it between the MADT and acpi_blob_finish() with
+ * RSDP, FACS (64-byte aligned), DSDT, FADT, MADT, MCFG (with ECAM), XSDT,
+ * RSDT. To add a table, build it between the MADT and acpi_blob_finish() with
  * listed = true.
  */
 #include "hw/acpi/acpi-tables.h"
@@ -147,6 +147,21 @@ static void build_madt(AcpiBlob *blob, const AcpiPcConfig *cfg)
     acpi_table_end(blob, start, true);
 }
 
+static void build_mcfg(AcpiBlob *blob, const AcpiPcConfig *cfg)
+{
+    AcpiMcfg mcfg = { 0 };
+    AcpiMcfgAllocation alloc = {
+        .base_address = GUINT64_TO_LE(cfg->ecam_base),
+        .segment = 0,
+        .start_bus = 0,
+        .end_bus = cfg->ecam_buses - 1,
+    };
+    gsize start = acpi_table_begin(blob, "MCFG", 1);
+    put_table_body(blob, &mcfg, sizeof(mcfg));
+    g_byte_array_append(blob->data, (const guint8 *)&alloc, sizeof(alloc));
+    acpi_table_end(blob, start, true);
+}
+
 /* ---- DSDT ---- */
 
 static void build_pci0_crs(GByteArray *b, const AcpiPcConfig *cfg)
@@ -244,6 +259,22 @@ static void build_pci0(GByteArray *b, const AcpiPcConfig *cfg)
     aml_end(b, pci);
 }
 
+/*
+ * Linux uses the MCFG's ECAM only if a motherboard resource reserves it
+ * ("MMCONFIG ... reserved as ACPI motherboard resource").
+ */
+static void build_ecam_reservation(GByteArray *b, const AcpiPcConfig *cfg)
+{
+    gsize dev = aml_device_begin(b, "ECAM");
+    aml_name_eisaid(b, "_HID", "PNP0C02");
+    aml_name_int(b, "_UID", 0);
+    aml_name(b, "_CRS");
+    gsize crs = aml_resource_template_begin(b);
+    aml_res_memory32_fixed(b, cfg->ecam_base, cfg->ecam_buses * ACPI_PC_ECAM_BUS_SIZE, false);
+    aml_resource_template_end(b, crs);
+    aml_end(b, dev);
+}
+
 static void build_cpus(GByteArray *b, const AcpiPcConfig *cfg)
 {
     /* Processor devices; _UID matches the MADT's processor UID. */
@@ -264,6 +295,9 @@ static gsize build_dsdt(AcpiBlob *blob, const AcpiPcConfig *cfg)
 
     gsize sb = aml_scope_begin(b, "\\_SB");
     build_pci0(b, cfg);
+    if (cfg->ecam_buses) {
+        build_ecam_reservation(b, cfg);
+    }
     build_cpus(b, cfg);
     gsize pwrb = aml_device_begin(b, "PWRB");
     aml_name_eisaid(b, "_HID", "PNP0C0C");
@@ -298,6 +332,10 @@ static void check_config(const AcpiPcConfig *cfg)
     g_assert(cfg->pci_mmio32_start > 0xbffff && cfg->pci_mmio32_start <= ACPI_PC_PCI_MMIO32_END);
     g_assert(cfg->pci_mmio64_size == 0 ||
              cfg->pci_mmio64_start + cfg->pci_mmio64_size - 1 > cfg->pci_mmio64_start);
+    g_assert(cfg->ecam_buses <= 256);
+    g_assert(cfg->ecam_buses == 0 || (cfg->ecam_base % ACPI_PC_ECAM_BUS_SIZE == 0 &&
+                                      cfg->ecam_base + (uint64_t)cfg->ecam_buses * ACPI_PC_ECAM_BUS_SIZE <=
+                                          1ULL << 32));
 }
 
 GByteArray *acpi_build_pc(const AcpiPcConfig *cfg, uint64_t base_gpa, uint64_t *rsdp_gpa)
@@ -309,6 +347,9 @@ GByteArray *acpi_build_pc(const AcpiPcConfig *cfg, uint64_t base_gpa, uint64_t *
     gsize dsdt = build_dsdt(&blob, cfg);
     build_fadt(&blob, facs, dsdt);
     build_madt(&blob, cfg);
+    if (cfg->ecam_buses) {
+        build_mcfg(&blob, cfg);
+    }
     GByteArray *out = acpi_blob_finish(&blob, rsdp_gpa);
     g_assert(out->len <= ACPI_PC_TABLES_SIZE);
     return out;

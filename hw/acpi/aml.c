@@ -38,6 +38,7 @@ enum {
     AML_RES_TAG_IRQ_NOFLAGS = 0x22, /* small item 0x4, length 2 */
     AML_RES_TAG_IO = 0x47,          /* small item 0x8, length 7 */
     AML_RES_TAG_END = 0x79,         /* small item 0xf, length 1 */
+    AML_RES_TAG_MEMORY32_FIXED = 0x86, /* large item 0x6, length 9 */
     AML_RES_TAG_DWORD_ADDR = 0x87,
     AML_RES_TAG_WORD_ADDR = 0x88,
     AML_RES_TAG_QWORD_ADDR = 0x8a,
@@ -357,4 +358,13 @@ void aml_res_irq(GByteArray *b, unsigned irq)
     g_assert(irq < 16);
     put8(b, AML_RES_TAG_IRQ_NOFLAGS);
     acpi_put_le(b, 1u << irq, 2);
+}
+
+void aml_res_memory32_fixed(GByteArray *b, uint32_t base, uint32_t len, bool writable)
+{
+    put8(b, AML_RES_TAG_MEMORY32_FIXED);
+    acpi_put_le(b, 9, 2);
+    put8(b, writable ? 1 : 0);
+    acpi_put_le(b, base, 4);
+    acpi_put_le(b, len, 4);
 }

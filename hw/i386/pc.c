@@ -121,14 +121,23 @@ static bool alloc_ram(PcMachine *pc, GError **err)
     return true;
 }
 
+/* The 64-bit PCI window: the first GiB boundary above RAM. */
+static uint64_t pci_mmio64_start(const PcMachine *pc)
+{
+    return (FOUR_GIB + pc->above_4g + GiB - 1) & ~(GiB - 1);
+}
+
 static void build_memory_map(PcMachine *pc)
 {
     pc->below_4g = pc->ram_size >= LOWMEM_MAX ? LOWMEM_SPLIT : pc->ram_size;
+    /* ECAM sits below either split: RAM that would reach it continues above 4 GiB. */
+    pc->below_4g = MIN(pc->below_4g, PCI_HOST_ECAM_BASE);
     pc->above_4g = pc->ram_size - pc->below_4g;
     add_e820(pc, 0, 0x9fc00, E820_RAM);
     add_e820(pc, 0x9fc00, 0x400, E820_RESERVED);
     add_e820(pc, ACPI_PC_TABLES_GPA, ACPI_PC_TABLES_SIZE, E820_RESERVED);
     add_e820(pc, MiB, pc->below_4g - MiB, E820_RAM);
+    add_e820(pc, PCI_HOST_ECAM_BASE, PCI_ECAM_BUS_SIZE, E820_RESERVED);
     add_e820(pc, KVM_PRIVATE_PAGES, 4 * 4096, E820_RESERVED);
     if (pc->above_4g) {
         add_e820(pc, FOUR_GIB, pc->above_4g, E820_RAM);
@@ -231,7 +240,16 @@ static bool create_devices(PcMachine *pc, GError **err)
     pc->i8042 = pc->rtc ? i8042_new(m, pc_irq(pc, GSI_KBD), pc_irq(pc, GSI_MOUSE), err) : NULL;
     pc->port92 = pc->i8042 ? port92_new(m, err) : NULL;
     pc->pm = pc->port92 ? acpi_pm_new(m, pc_irq(pc, GSI_SCI), err) : NULL;
-    pc->pci = pc->pm ? pci_host_new(m, err) : NULL;
+    PciBusConfig pci = {
+        .intx = pc_irq(pc, 0), /* the bus puts the GSI in .line */
+        .io_start = 0xc000,
+        .io_end = 0x10000,
+        .mmio32_start = pc->below_4g,
+        .mmio32_end = ACPI_PC_PCI_MMIO32_END + 1ULL,
+        .mmio64_start = pci_mmio64_start(pc),
+        .mmio64_end = pci_mmio64_start(pc) + PCI_MMIO64_SIZE,
+    };
+    pc->pci = pc->pm ? pci_host_new(m, &pci, PCI_HOST_ECAM_BASE, err) : NULL;
     if (!pc->pci) {
         return false;
     }
@@ -308,14 +326,17 @@ static Machine *pc_create(const VmConfig *cfg, GError **err)
     AcpiPcConfig acpi = {
         .ncpus = pc->nr_vcpus,
         .pci_mmio32_start = pc->below_4g,
-        .pci_mmio64_start = (FOUR_GIB + pc->above_4g + GiB - 1) & ~(GiB - 1),
+        .pci_mmio64_start = pci_mmio64_start(pc),
         .pci_mmio64_size = PCI_MMIO64_SIZE,
+        .ecam_base = PCI_HOST_ECAM_BASE,
+        .ecam_buses = 1,
     };
     pc->acpi = acpi_build_pc(&acpi, ACPI_PC_TABLES_GPA, &pc->rsdp_gpa);
 
     if (!read_file("-kernel", cfg->kernel, &pc->kernel, err) || !x86_kernel_check(cfg->kernel, pc->kernel, err) ||
         (cfg->initrd && !read_file("-initrd", cfg->initrd, &pc->initrd, err)) || !alloc_ram(pc, err) ||
-        !create_kvm(pc, err) || !create_devices(pc, err) || !load_boot_image(pc, err)) {
+        !create_kvm(pc, err) || !create_devices(pc, err) ||
+        !pci_bus_assign_resources(pci_host_bus(pc->pci), err) || !load_boot_image(pc, err)) {
         pc_destroy(m);
         return NULL;
     }
@@ -350,6 +371,11 @@ static KvmVcpu *pc_vcpu(Machine *m, unsigned index)
     return pc_of(m)->vcpus[index];
 }
 
+static void pc_powerdown(Machine *m)
+{
+    acpi_pm_press_power_button(pc_of(m)->pm);
+}
+
 const MachineType pc_machine_type = {
     .name = "pc",
     .desc = "Standard PC (i440FX + PIIX, 1996)",
@@ -358,4 +384,5 @@ const MachineType pc_machine_type = {
     .destroy = pc_destroy,
     .vcpu_count = pc_vcpu_count,
     .vcpu = pc_vcpu,
+    .powerdown = pc_powerdown,
 };

@@ -1,71 +1,65 @@
 #define G_LOG_DOMAIN "pci"
 #include "hw/pci/pci-host.h"
-#include <string.h>
 
 #define CONFIG_ADDRESS_ENABLE 0x80000000u
 #define RCR_SYS_RST 0x02 /* with RST: a full reset rather than a CPU-only one */
 #define RCR_RST_CPU 0x04
-#define NR_FUNCTIONS 2
-
-/* Identity of the functions on bus 0 a PC always has. */
-static const struct {
-    uint8_t devfn;
-    uint16_t vendor, device;
-    uint32_t class_rev; /* class << 8 | revision */
-    uint8_t header_type;
-} builtin[NR_FUNCTIONS] = {
-    { 0x00, 0x8086, 0x1237, 0x06000002, 0x00 }, /* i440FX host bridge */
-    { 0x08, 0x8086, 0x7000, 0x06010000, 0x80 }, /* PIIX3 ISA bridge, multi-function */
-};
 
 struct PciHost {
     Machine *machine;
+    PciBus *bus;
+    PciDevice host_bridge, isa_bridge;
     uint32_t config_address;
     uint8_t rcr;
-    uint8_t config[NR_FUNCTIONS][256];
 };
 
-static void set_le16(uint8_t *p, uint16_t v)
+/* The functions on bus 0 a PC always has. */
+static const PciDeviceInfo i440fx_info = {
+    .vendor = 0x8086, .device = 0x1237, .class_code = 0x060000, .revision = 0x02,
+};
+/* Multi-function, as the PIIX3 also carries IDE and USB functions. */
+static const PciDeviceInfo piix3_info = {
+    .vendor = 0x8086, .device = 0x7000, .class_code = 0x060100,
+    .header_type = PCI_HEADER_MULTI_FUNCTION,
+};
+
+/* A host bridge decodes memory and masters from power-on; nothing else does. */
+static void bridge_reset(PciDevice *dev)
 {
-    p[0] = v;
-    p[1] = v >> 8;
+    pci_set_word(dev->config + PCI_COMMAND, PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
 }
+
+static const PciDeviceOps bridge_ops = {
+    .reset = bridge_reset,
+};
 
 void pci_host_reset(PciHost *h)
 {
     h->config_address = 0;
     h->rcr = 0;
-    for (unsigned i = 0; i < NR_FUNCTIONS; i++) {
-        uint8_t *c = h->config[i];
-        memset(c, 0, 256);
-        set_le16(c + 0x00, builtin[i].vendor);
-        set_le16(c + 0x02, builtin[i].device);
-        set_le16(c + 0x04, 0x0007); /* command: I/O, memory, bus master */
-        set_le16(c + 0x06, 0x0200); /* status: medium DEVSEL */
-        memcpy(c + 0x08, &(uint32_t){ GUINT32_TO_LE(builtin[i].class_rev) }, 4);
-        c[0x0e] = builtin[i].header_type;
+    pci_bus_reset(h->bus);
+    /* Vireo plays firmware: the BARs that fitted at start fit again. */
+    g_autoptr(GError) err = NULL;
+    if (!pci_bus_assign_resources(h->bus, &err)) {
+        g_warning("reset: %s", err->message);
     }
 }
 
-static uint8_t *function_config(PciHost *h)
+PciBus *pci_host_bus(PciHost *h)
+{
+    return h->bus;
+}
+
+/* The function and register CONFIG_ADDRESS selects, or false for none of ours. */
+static bool decode(PciHost *h, uint64_t offset, uint8_t *devfn, unsigned *reg)
 {
     uint32_t a = h->config_address;
     if (!(a & CONFIG_ADDRESS_ENABLE) || ((a >> 16) & 0xff) != 0) {
-        return NULL;
+        return false;
     }
-    uint8_t devfn = (a >> 8) & 0xff;
-    for (unsigned i = 0; i < NR_FUNCTIONS; i++) {
-        if (builtin[i].devfn == devfn) {
-            return h->config[i];
-        }
-    }
-    return NULL;
-}
-
-/* Registers a guest may change here: command and the cache-line/latency bytes. */
-static bool writable(unsigned off)
-{
-    return off == 0x04 || off == 0x05 || off == 0x0c || off == 0x0d;
+    *devfn = (a >> 8) & 0xff;
+    *reg = (a & 0xfc) + (offset - 4);
+    return true;
 }
 
 static uint64_t pci_host_read(void *opaque, uint64_t offset, unsigned size)
@@ -77,17 +71,12 @@ static uint64_t pci_host_read(void *opaque, uint64_t offset, unsigned size)
     if (offset == 1 && size == 1) {
         return h->rcr;
     }
-    if (offset < 4) {
+    uint8_t devfn;
+    unsigned reg;
+    if (offset < 4 || !decode(h, offset, &devfn, &reg)) {
         return ~0ULL;
     }
-    uint8_t *c = function_config(h);
-    unsigned reg = (h->config_address & 0xfc) + (offset - 4);
-    if (!c || reg + size > 256) {
-        return ~0ULL;
-    }
-    uint64_t v = 0;
-    memcpy(&v, c + reg, size);
-    return GUINT64_FROM_LE(v);
+    return pci_bus_config_read(h->bus, devfn, reg, size);
 }
 
 static void pci_host_write(void *opaque, uint64_t offset, uint64_t value, unsigned size)
@@ -104,15 +93,10 @@ static void pci_host_write(void *opaque, uint64_t offset, uint64_t value, unsign
         }
         return;
     }
-    if (offset < 4) {
-        return;
-    }
-    uint8_t *c = function_config(h);
-    unsigned reg = (h->config_address & 0xfc) + (offset - 4);
-    for (unsigned i = 0; c && i < size && reg + i < 256; i++) {
-        if (writable(reg + i)) {
-            c[reg + i] = value >> (8 * i);
-        }
+    uint8_t devfn;
+    unsigned reg;
+    if (offset >= 4 && decode(h, offset, &devfn, &reg)) {
+        pci_bus_config_write(h->bus, devfn, reg, value, size);
     }
 }
 
@@ -123,15 +107,22 @@ static const IoRegionOps pci_host_ops = {
     .max_size = 4,
 };
 
-PciHost *pci_host_new(Machine *m, GError **err)
+PciHost *pci_host_new(Machine *m, const PciBusConfig *bus_cfg, uint64_t ecam_base, GError **err)
 {
     PciHost *h = g_new0(PciHost, 1);
     h->machine = m;
-    pci_host_reset(h);
-    if (!io_map_add(m->pio, 0xcf8, 8, &pci_host_ops, h, "pci-host", err)) {
+    h->bus = pci_bus_new(m, bus_cfg);
+    if (!pci_device_init(&h->host_bridge, h->bus, PCI_DEVFN(0, 0), &i440fx_info, &bridge_ops, "i440fx", err) ||
+        !pci_device_init(&h->isa_bridge, h->bus, PCI_DEVFN(1, 0), &piix3_info, NULL, "piix3", err) ||
+        (ecam_base && !pci_bus_map_ecam(h->bus, ecam_base, err)) ||
+        !io_map_add(m->pio, 0xcf8, 8, &pci_host_ops, h, "pci-host", err)) {
+        pci_device_cleanup(&h->isa_bridge);
+        pci_device_cleanup(&h->host_bridge);
+        pci_bus_free(h->bus);
         g_free(h);
         return NULL;
     }
+    pci_host_reset(h);
     return h;
 }
 
@@ -139,6 +130,9 @@ void pci_host_free(PciHost *h)
 {
     if (h) {
         io_map_remove(h->machine->pio, 0xcf8);
+        pci_device_cleanup(&h->isa_bridge);
+        pci_device_cleanup(&h->host_bridge);
+        pci_bus_free(h->bus);
         g_free(h);
     }
 }

@@ -21,6 +21,7 @@ typedef struct VmConfig {
     char *display;      /* "none" */
     gboolean nographic, nodefaults, no_reboot, no_shutdown, start_paused;
     char *name, *pidfile;
+    GPtrArray *qmp;     /* -qmp addresses, checked by monitor_address_check() */
 } VmConfig;
 
 VmConfig *vm_config_new(void);

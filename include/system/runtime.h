@@ -5,6 +5,7 @@
 #pragma once
 #include "hw/core/machine.h"
 #include "system/options.h"
+#include <json-glib/json-glib.h>
 
 typedef enum {
     RUN_STATE_PRELAUNCH, /* -S: built, vCPUs not started */
@@ -25,3 +26,20 @@ RunState runtime_state(Runtime *rt);
 /* QMP's stop/cont (called on the main loop with the big lock held). */
 void runtime_pause(Runtime *rt);
 void runtime_resume(Runtime *rt);
+
+/* Called on the main loop with the big lock held. */
+void runtime_system_reset(Runtime *rt);   /* QMP system_reset: post a reset */
+void runtime_quit(Runtime *rt);           /* QMP quit: post a shutdown */
+bool runtime_powerdown(Runtime *rt, GError **err); /* press the power button */
+
+Machine *runtime_machine(Runtime *rt);
+const VmConfig *runtime_config(Runtime *rt);
+unsigned runtime_vcpu_count(Runtime *rt);
+int runtime_vcpu_tid(Runtime *rt, unsigned index); /* Linux thread id of vCPU @index */
+
+/*
+ * Run-state events (QEMU's STOP, RESUME, RESET, SHUTDOWN, POWERDOWN) go to
+ * one handler, which the monitor installs: @data (may be NULL) is borrowed.
+ */
+typedef void (*RuntimeEventFn)(const char *name, JsonObject *data, void *opaque);
+void runtime_set_event_handler(Runtime *rt, RuntimeEventFn fn, void *opaque);

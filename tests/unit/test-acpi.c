@@ -198,6 +198,35 @@ static void check_fadt(const AcpiFadt *f)
     g_assert_cmphex(GUINT32_FROM_LE(f->firmware_ctrl), ==, GUINT64_FROM_LE(f->x_firmware_ctrl));
 }
 
+/* One allocation: segment 0, buses 0..ecam_buses-1 at ecam_base. */
+static void check_mcfg(const AcpiTableHeader *h, const AcpiPcConfig *cfg)
+{
+    g_assert_cmpuint(h->length, ==, sizeof(AcpiMcfg) + sizeof(AcpiMcfgAllocation));
+    g_assert_cmpuint(h->revision, ==, 1);
+    AcpiMcfgAllocation a;
+    memcpy(&a, (const uint8_t *)h + sizeof(AcpiMcfg), sizeof(a));
+    g_assert_cmphex(GUINT64_FROM_LE(a.base_address), ==, cfg->ecam_base);
+    g_assert_cmpuint(GUINT16_FROM_LE(a.segment), ==, 0);
+    g_assert_cmpuint(a.start_bus, ==, 0);
+    g_assert_cmpuint(a.end_bus, ==, cfg->ecam_buses - 1);
+}
+
+/* The disassembled DSDT reserves the ECAM window as a motherboard resource. */
+static void check_ecam_dsl(const char *dir, const AcpiPcConfig *cfg)
+{
+    g_autofree char *path = g_build_filename(dir, "dsdt.dsl", NULL), *dsl = NULL;
+    g_autoptr(GError) err = NULL;
+    g_assert_true(g_file_get_contents(path, &dsl, NULL, &err));
+    g_assert_no_error(err);
+    g_assert_nonnull(strstr(dsl, "PNP0C02"));
+    const char *fixed = strstr(dsl, "Memory32Fixed (ReadOnly,");
+    g_assert_nonnull(fixed);
+    g_autofree char *base = g_strdup_printf("0x%08" G_GINT64_MODIFIER "X,", cfg->ecam_base);
+    g_assert_nonnull(strstr(fixed, base));
+    g_autofree char *len = g_strdup_printf("0x%08X,", cfg->ecam_buses << 20);
+    g_assert_nonnull(strstr(fixed, len));
+}
+
 static void check_config(const AcpiPcConfig *cfg)
 {
     Blob b = { .base = ACPI_PC_TABLES_GPA };
@@ -219,7 +248,7 @@ static void check_config(const AcpiPcConfig *cfg)
     TableFile xf = { "xsdt.dat", xsdt, xsdt->length };
     g_array_append_val(files, xf);
     size_t n = (xsdt->length - sizeof(*xsdt)) / 8;
-    g_assert_cmpuint(n, ==, 2);
+    g_assert_cmpuint(n, ==, cfg->ecam_buses ? 3 : 2);
 
     const AcpiTableHeader *rsdt = NULL;
     if (rsdp->rsdt_address) {
@@ -229,7 +258,7 @@ static void check_config(const AcpiPcConfig *cfg)
         g_array_append_val(files, rf);
     }
 
-    bool seen_fadt = false, seen_madt = false;
+    bool seen_fadt = false, seen_madt = false, seen_mcfg = false;
     for (size_t i = 0; i < n; i++) {
         uint64_t gpa;
         memcpy(&gpa, (const uint8_t *)(xsdt + 1) + 8 * i, 8);
@@ -259,6 +288,12 @@ static void check_config(const AcpiPcConfig *cfg)
             TableFile sf = { "facs.dat", facs, sizeof(*facs) };
             g_array_append_val(files, sf);
             seen_fadt = true;
+        } else if (!memcmp(h->signature, "MCFG", 4)) {
+            const AcpiTableHeader *mcfg = table_at(&b, gpa, "MCFG");
+            check_mcfg(mcfg, cfg);
+            TableFile cf = { "mcfg.dat", mcfg, mcfg->length };
+            g_array_append_val(files, cf);
+            seen_mcfg = true;
         } else {
             const AcpiTableHeader *madt = table_at(&b, gpa, "APIC");
             check_madt(madt, cfg->ncpus);
@@ -268,6 +303,7 @@ static void check_config(const AcpiPcConfig *cfg)
         }
     }
     g_assert_true(seen_fadt && seen_madt);
+    g_assert_true(seen_mcfg == (cfg->ecam_buses != 0));
 
     g_autofree char *iasl = g_find_program_in_path("iasl");
     if (!iasl) {
@@ -279,6 +315,9 @@ static void check_config(const AcpiPcConfig *cfg)
     g_assert_no_error(err);
     for (guint i = 0; i < files->len; i++) {
         run_iasl(dir, &g_array_index(files, TableFile, i));
+    }
+    if (cfg->ecam_buses) {
+        check_ecam_dsl(dir, cfg);
     }
     remove_dir(dir);
 }
@@ -302,6 +341,19 @@ static void test_tables_8cpu(void)
         .pci_mmio32_start = 0xc0000000,
         .pci_mmio64_start = 0x180000000ull,
         .pci_mmio64_size = 32ull << 30,
+    };
+    check_config(&cfg);
+}
+
+static void test_tables_ecam(void)
+{
+    AcpiPcConfig cfg = {
+        .ncpus = 2,
+        .pci_mmio32_start = 0xb0000000,
+        .pci_mmio64_start = 0x200000000ull,
+        .pci_mmio64_size = 32ull << 30,
+        .ecam_base = 0xb0000000,
+        .ecam_buses = 1,
     };
     check_config(&cfg);
 }
@@ -470,6 +522,7 @@ int main(int argc, char **argv)
     g_test_add_func("/acpi/tables/1cpu-512m", test_tables_1cpu);
     g_test_add_func("/acpi/tables/2cpu", test_tables_2cpu);
     g_test_add_func("/acpi/tables/8cpu-5g", test_tables_8cpu);
+    g_test_add_func("/acpi/tables/ecam", test_tables_ecam);
     g_test_add_func("/acpi/tables/max-cpus", test_tables_max_cpus);
     g_test_add_func("/acpi/pm/poweroff", test_pm_poweroff);
     g_test_add_func("/acpi/pm/power-button", test_pm_power_button);

@@ -166,6 +166,13 @@ static void test_resources(void)
     assert_bytes(b, com, sizeof(com));
 
     g_byte_array_set_size(b, 0);
+    aml_res_memory32_fixed(b, 0xb0000000, 0x100000, false);
+    static const uint8_t fixed[] = { 0x86, 0x09, 0x00, 0x00,   /* Memory32Fixed(ReadOnly, */
+                                     0x00, 0x00, 0x00, 0xb0,   /* 0xb0000000, */
+                                     0x00, 0x00, 0x10, 0x00 }; /* 0x100000) */
+    assert_bytes(b, fixed, sizeof(fixed));
+
+    g_byte_array_set_size(b, 0);
     aml_res_address(b, 16, AML_RES_BUS, 0, 0, 0xff);
     static const uint8_t bus[] = { 0x88, 0x0d, 0x00, 0x02, 0x0c, 0x00, 0x00, 0x00, 0x00,
                                    0x00, 0xff, 0x00, 0x00, 0x00, 0x00, 0x01 };

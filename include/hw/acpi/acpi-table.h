@@ -176,6 +176,20 @@ typedef struct ACPI_PACKED AcpiMadtLocalApicNmi {
     uint8_t lint;
 } AcpiMadtLocalApicNmi;
 
+/* MCFG (PCI Firmware Specification 3.x, 4.1.2): ECAM windows follow the header. */
+typedef struct ACPI_PACKED AcpiMcfg {
+    AcpiTableHeader header;
+    uint8_t reserved[8];
+} AcpiMcfg;
+
+typedef struct ACPI_PACKED AcpiMcfgAllocation {
+    uint64_t base_address; /* ECAM of bus 0 of the segment, even if start_bus > 0 */
+    uint16_t segment;
+    uint8_t start_bus, end_bus;
+    uint32_t reserved;
+} AcpiMcfgAllocation;
+G_STATIC_ASSERT(sizeof(AcpiMcfgAllocation) == 16);
+
 /* MPS INTI flags: polarity in bits 1:0, trigger mode in bits 3:2. */
 enum {
     ACPI_INTI_CONFORMING = 0,

@@ -1,6 +1,6 @@
 /*
- * The ACPI tables of the x86 pc machine: RSDP, XSDT/RSDT, FADT, FACS, MADT
- * and DSDT in one blob, placed in guest memory at ACPI_PC_TABLES_GPA.
+ * The ACPI tables of the x86 pc machine: RSDP, XSDT/RSDT, FADT, FACS, MADT,
+ * MCFG and DSDT in one blob, placed in guest memory at ACPI_PC_TABLES_GPA.
  */
 #pragma once
 #include <glib.h>
@@ -18,10 +18,19 @@
 /* End (inclusive) of the 32-bit PCI MMIO window: the IOAPIC follows. */
 #define ACPI_PC_PCI_MMIO32_END 0xfebfffff
 
+#define ACPI_PC_ECAM_BUS_SIZE (1u << 20)
+
 typedef struct AcpiPcConfig {
     unsigned ncpus;               /* 1..ACPI_PC_MAX_CPUS, APIC IDs 0..ncpus-1 */
     uint64_t pci_mmio32_start;    /* window runs to ACPI_PC_PCI_MMIO32_END */
     uint64_t pci_mmio64_start, pci_mmio64_size; /* size 0: no 64-bit window */
+    /*
+     * PCI Express ECAM for segment 0, buses 0..ecam_buses-1 (1 MiB each),
+     * below 4 GiB: an MCFG plus a motherboard resource reserving it.
+     * ecam_buses 0: no ECAM.
+     */
+    uint64_t ecam_base;
+    unsigned ecam_buses;
 } AcpiPcConfig;
 
 /*

@@ -83,3 +83,5 @@ void aml_res_address(GByteArray *b, unsigned width, AmlResType type, uint8_t typ
 void aml_res_io(GByteArray *b, uint16_t base, uint8_t len);
 /* IRQNoFlags(){@irq}: ISA edge, active high. */
 void aml_res_irq(GByteArray *b, unsigned irq);
+/* Memory32Fixed(ReadWrite or ReadOnly, @base, @len) */
+void aml_res_memory32_fixed(GByteArray *b, uint32_t base, uint32_t len, bool writable);

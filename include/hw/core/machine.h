@@ -16,7 +16,11 @@ typedef enum {
     SHUTDOWN_CAUSE_HOST_QMP_QUIT,
     SHUTDOWN_CAUSE_HOST_SIGNAL,
     SHUTDOWN_CAUSE_GUEST_PANIC,
+    SHUTDOWN_CAUSE_HOST_QMP_SYSTEM_RESET,
 } ShutdownCause;
+
+/* The -smp limit, for now the same for every machine type (query-machines' cpu-max). */
+#define MACHINE_MAX_CPUS 1024
 
 typedef struct Machine Machine;
 typedef struct KvmVcpu KvmVcpu;
@@ -58,6 +62,8 @@ typedef struct MachineType {
     void (*destroy)(Machine *m);
     unsigned (*vcpu_count)(Machine *m);
     KvmVcpu *(*vcpu)(Machine *m, unsigned index);
+    /* Press the power button (QMP system_powerdown); NULL if there is none. */
+    void (*powerdown)(Machine *m);
 } MachineType;
 
 /* The machine types this binary offers, NULL-terminated. */

@@ -1,0 +1,517 @@
+/*
+ * The QMP command table. Each row names a command, declares its arguments
+ * and points at its handler; arguments are checked against the row before
+ * the handler runs, and the same rows answer query-commands and
+ * query-qmp-schema, so the three can never disagree.
+ */
+#include "monitor-internal.h"
+#include "hw/core/machine.h"
+#include <string.h>
+
+G_DEFINE_QUARK(vireo-monitor-error-quark, monitor_error)
+
+typedef enum { ARG_STR, ARG_INT, ARG_BOOL, ARG_ANY } ArgType;
+
+/* Per type: schema name, the JSON type query-qmp-schema gives it, and how errors say it. */
+static const struct {
+    const char *name, *json_type, *desc;
+} arg_types[] = {
+    [ARG_STR] = { "str", "string", "string" },
+    [ARG_INT] = { "int", "int", "integer" },
+    [ARG_BOOL] = { "bool", "boolean", "boolean" },
+    [ARG_ANY] = { "any", "value", "value" },
+};
+
+typedef struct {
+    const char *name;
+    ArgType type;
+    bool optional;
+} QmpArg;
+
+typedef bool (*QmpHandler)(Monitor *m, JsonObject *args, JsonNode **ret, GError **err);
+
+typedef struct {
+    const char *name;
+    QmpHandler fn;
+    const QmpArg *args; /* terminated by a row with a NULL name; NULL for none */
+    bool before_negotiation; /* allowed before qmp_capabilities (QEMU's allow-preconfig is different) */
+} QmpCommand;
+
+static JsonNode *empty_object(void)
+{
+    JsonNode *n = json_node_new(JSON_NODE_OBJECT);
+    json_node_take_object(n, json_object_new());
+    return n;
+}
+
+static JsonNode *object_node(JsonObject *o)
+{
+    JsonNode *n = json_node_new(JSON_NODE_OBJECT);
+    json_node_take_object(n, o);
+    return n;
+}
+
+static const MonitorVmOps *ops(Monitor *m)
+{
+    return m->server->ops;
+}
+
+static bool qmp_capabilities(Monitor *m, JsonObject *args, JsonNode **ret, GError **err)
+{
+    if (m->negotiated) {
+        g_set_error(err, MONITOR_ERROR, MONITOR_ERROR_COMMAND_NOT_FOUND,
+                    "Capabilities negotiation is already complete, command ignored");
+        return false;
+    }
+    if (args && json_object_has_member(args, "enable")) {
+        /* No optional capability (oob) is offered, so none may be enabled. */
+        JsonNode *en = json_object_get_member(args, "enable");
+        if (!JSON_NODE_HOLDS_ARRAY(en) || json_array_get_length(json_node_get_array(en)) > 0) {
+            g_set_error(err, MONITOR_ERROR, MONITOR_ERROR_GENERIC,
+                        "Parameter 'enable' names a capability this server does not offer");
+            return false;
+        }
+    }
+    m->negotiated = true;
+    *ret = empty_object();
+    return true;
+}
+
+JsonObject *qmp_version_info(void)
+{
+    /*
+     * Clients such as libvirt gate features on the QEMU version they see and
+     * refuse versions older than they support, so Vireo claims a recent
+     * QEMU (10.0.0) whose QMP contract it follows; "package" says who it
+     * really is.
+     */
+    JsonObject *q = json_object_new();
+    json_object_set_int_member(q, "micro", 0);
+    json_object_set_int_member(q, "minor", 0);
+    json_object_set_int_member(q, "major", 10);
+    JsonObject *v = json_object_new();
+    json_object_set_object_member(v, "qemu", q);
+    json_object_set_string_member(v, "package", "vireo " VIREO_VERSION);
+    return v;
+}
+
+static bool query_version(Monitor *m, JsonObject *args, JsonNode **ret, GError **err)
+{
+    *ret = object_node(qmp_version_info());
+    return true;
+}
+
+static bool query_commands(Monitor *m, JsonObject *args, JsonNode **ret, GError **err);
+
+static bool query_qmp_schema(Monitor *m, JsonObject *args, JsonNode **ret, GError **err)
+{
+    *ret = qmp_schema();
+    return true;
+}
+
+static bool query_status(Monitor *m, JsonObject *args, JsonNode **ret, GError **err)
+{
+    const char *status = ops(m)->status(m->server->vm);
+    JsonObject *o = json_object_new();
+    json_object_set_string_member(o, "status", status);
+    json_object_set_boolean_member(o, "running", strcmp(status, "running") == 0);
+    json_object_set_boolean_member(o, "singlestep", false);
+    *ret = object_node(o);
+    return true;
+}
+
+static bool stop(Monitor *m, JsonObject *args, JsonNode **ret, GError **err)
+{
+    ops(m)->stop(m->server->vm);
+    *ret = empty_object();
+    return true;
+}
+
+static bool cont(Monitor *m, JsonObject *args, JsonNode **ret, GError **err)
+{
+    ops(m)->cont(m->server->vm);
+    *ret = empty_object();
+    return true;
+}
+
+static bool system_reset(Monitor *m, JsonObject *args, JsonNode **ret, GError **err)
+{
+    ops(m)->system_reset(m->server->vm);
+    *ret = empty_object();
+    return true;
+}
+
+static bool system_powerdown(Monitor *m, JsonObject *args, JsonNode **ret, GError **err)
+{
+    if (!ops(m)->system_powerdown(m->server->vm, err)) {
+        return false;
+    }
+    *ret = empty_object();
+    return true;
+}
+
+static bool quit(Monitor *m, JsonObject *args, JsonNode **ret, GError **err)
+{
+    ops(m)->quit(m->server->vm);
+    *ret = empty_object();
+    return true;
+}
+
+static bool query_kvm(Monitor *m, JsonObject *args, JsonNode **ret, GError **err)
+{
+    JsonObject *o = json_object_new();
+    json_object_set_boolean_member(o, "enabled", true);
+    json_object_set_boolean_member(o, "present", true);
+    *ret = object_node(o);
+    return true;
+}
+
+static bool query_target(Monitor *m, JsonObject *args, JsonNode **ret, GError **err)
+{
+    JsonObject *o = json_object_new();
+    json_object_set_string_member(o, "arch", "x86_64");
+    *ret = object_node(o);
+    return true;
+}
+
+static bool query_machines(Monitor *m, JsonObject *args, JsonNode **ret, GError **err)
+{
+    JsonArray *a = json_array_new();
+    for (const MachineType *const *t = machine_types; *t; t++) {
+        JsonObject *o = json_object_new();
+        json_object_set_string_member(o, "name", (*t)->name);
+        if (t == machine_types) {
+            json_object_set_boolean_member(o, "is-default", true);
+        }
+        json_object_set_int_member(o, "cpu-max", MACHINE_MAX_CPUS);
+        json_object_set_boolean_member(o, "deprecated", false);
+        json_array_add_object_element(a, o);
+    }
+    *ret = json_node_new(JSON_NODE_ARRAY);
+    json_node_take_array(*ret, a);
+    return true;
+}
+
+static bool query_name(Monitor *m, JsonObject *args, JsonNode **ret, GError **err)
+{
+    JsonObject *o = json_object_new();
+    const char *name = ops(m)->name(m->server->vm);
+    if (name) {
+        json_object_set_string_member(o, "name", name);
+    }
+    *ret = object_node(o);
+    return true;
+}
+
+static bool query_uuid(Monitor *m, JsonObject *args, JsonNode **ret, GError **err)
+{
+    JsonObject *o = json_object_new();
+    json_object_set_string_member(o, "UUID", "00000000-0000-0000-0000-000000000000");
+    *ret = object_node(o);
+    return true;
+}
+
+static bool query_cpus_fast(Monitor *m, JsonObject *args, JsonNode **ret, GError **err)
+{
+    JsonArray *a = json_array_new();
+    unsigned n = ops(m)->cpu_count(m->server->vm);
+    for (unsigned i = 0; i < n; i++) {
+        MonitorCpu cpu = { 0 };
+        ops(m)->cpu_info(m->server->vm, i, &cpu);
+        JsonObject *props = json_object_new();
+        json_object_set_int_member(props, "core-id", cpu.core);
+        json_object_set_int_member(props, "thread-id", cpu.thread);
+        json_object_set_int_member(props, "socket-id", cpu.socket);
+        g_autofree char *path = g_strdup_printf("/machine/unattached/device[%u]", i);
+        JsonObject *o = json_object_new();
+        json_object_set_int_member(o, "cpu-index", i);
+        json_object_set_string_member(o, "qom-path", path);
+        json_object_set_int_member(o, "thread-id", cpu.tid);
+        json_object_set_object_member(o, "props", props);
+        json_object_set_string_member(o, "target", "x86_64");
+        json_array_add_object_element(a, o);
+    }
+    *ret = json_node_new(JSON_NODE_ARRAY);
+    json_node_take_array(*ret, a);
+    return true;
+}
+
+static bool pmemsave(Monitor *m, JsonObject *args, JsonNode **ret, GError **err)
+{
+    gint64 addr = json_object_get_int_member(args, "val");
+    gint64 size = json_object_get_int_member(args, "size");
+    if (size < 0) {
+        g_set_error(err, MONITOR_ERROR, MONITOR_ERROR_GENERIC, "Parameter 'size' must not be negative");
+        return false;
+    }
+    if (!ops(m)->pmemsave(m->server->vm, (uint64_t)addr, (uint64_t)size,
+                          json_object_get_string_member(args, "filename"), err)) {
+        return false;
+    }
+    *ret = empty_object();
+    return true;
+}
+
+static const QmpArg pmemsave_args[] = {
+    { "val", ARG_INT }, { "size", ARG_INT }, { "filename", ARG_STR }, { NULL },
+};
+static const QmpArg capabilities_args[] = { { "enable", ARG_ANY, true }, { NULL } };
+
+static const QmpCommand commands[] = {
+    { "qmp_capabilities", qmp_capabilities, capabilities_args, true },
+    { "query-version", query_version },
+    { "query-commands", query_commands },
+    { "query-qmp-schema", query_qmp_schema },
+    { "query-status", query_status },
+    { "stop", stop },
+    { "cont", cont },
+    { "system_reset", system_reset },
+    { "system_powerdown", system_powerdown },
+    { "quit", quit },
+    { "query-kvm", query_kvm },
+    { "query-target", query_target },
+    { "query-machines", query_machines },
+    { "query-name", query_name },
+    { "query-uuid", query_uuid },
+    { "query-cpus-fast", query_cpus_fast },
+    { "pmemsave", pmemsave, pmemsave_args },
+    { NULL },
+};
+
+static bool query_commands(Monitor *m, JsonObject *args, JsonNode **ret, GError **err)
+{
+    JsonArray *a = json_array_new();
+    for (const QmpCommand *c = commands; c->name; c++) {
+        JsonObject *o = json_object_new();
+        json_object_set_string_member(o, "name", c->name);
+        json_array_add_object_element(a, o);
+    }
+    *ret = json_node_new(JSON_NODE_ARRAY);
+    json_node_take_array(*ret, a);
+    return true;
+}
+
+static const QmpCommand *find_command(const char *name)
+{
+    for (const QmpCommand *c = commands; c->name; c++) {
+        if (strcmp(c->name, name) == 0) {
+            return c;
+        }
+    }
+    return NULL;
+}
+
+/* Events and their data members, for query-qmp-schema (monitor.c emits them). */
+static const QmpArg shutdown_data[] = { { "guest", ARG_BOOL }, { "reason", ARG_STR }, { NULL } };
+static const struct {
+    const char *name;
+    const QmpArg *data;
+} events[] = {
+    { "SHUTDOWN", shutdown_data },
+    { "RESET", shutdown_data },
+    { "POWERDOWN", NULL },
+    { "STOP", NULL },
+    { "RESUME", NULL },
+};
+
+static bool arg_has_type(JsonNode *n, ArgType t)
+{
+    switch (t) {
+    case ARG_STR:
+        return JSON_NODE_HOLDS_VALUE(n) && json_node_get_value_type(n) == G_TYPE_STRING;
+    case ARG_INT:
+        return JSON_NODE_HOLDS_VALUE(n) && json_node_get_value_type(n) == G_TYPE_INT64;
+    case ARG_BOOL:
+        return JSON_NODE_HOLDS_VALUE(n) && json_node_get_value_type(n) == G_TYPE_BOOLEAN;
+    case ARG_ANY:
+        return true;
+    }
+    return false;
+}
+
+static bool check_args(const QmpCommand *c, JsonObject *args, GError **err)
+{
+    for (const QmpArg *a = c->args; a && a->name; a++) {
+        JsonNode *n = args ? json_object_get_member(args, a->name) : NULL;
+        if (!n) {
+            if (!a->optional) {
+                g_set_error(err, MONITOR_ERROR, MONITOR_ERROR_GENERIC, "Parameter '%s' is missing", a->name);
+                return false;
+            }
+        } else if (!arg_has_type(n, a->type)) {
+            g_set_error(err, MONITOR_ERROR, MONITOR_ERROR_GENERIC, "Parameter '%s' expects %s", a->name,
+                        arg_types[a->type].desc);
+            return false;
+        }
+    }
+    if (!args) {
+        return true;
+    }
+    g_autoptr(GList) members = json_object_get_members(args);
+    for (GList *l = members; l; l = l->next) {
+        bool known = false;
+        for (const QmpArg *a = c->args; a && a->name && !known; a++) {
+            known = strcmp(a->name, l->data) == 0;
+        }
+        if (!known) {
+            g_set_error(err, MONITOR_ERROR, MONITOR_ERROR_GENERIC, "Parameter '%s' is unexpected",
+                        (const char *)l->data);
+            return false;
+        }
+    }
+    return true;
+}
+
+const char *monitor_error_class(const GError *err)
+{
+    if (err->domain == MONITOR_ERROR && err->code == MONITOR_ERROR_COMMAND_NOT_FOUND) {
+        return "CommandNotFound";
+    }
+    return "GenericError";
+}
+
+static JsonObject *error_reply(const GError *err)
+{
+    JsonObject *e = json_object_new();
+    json_object_set_string_member(e, "class", monitor_error_class(err));
+    json_object_set_string_member(e, "desc", err->message);
+    JsonObject *r = json_object_new();
+    json_object_set_object_member(r, "error", e);
+    return r;
+}
+
+/* Validate the request's shape and run the command; errors per the QMP spec's wording. */
+static JsonNode *run(Monitor *m, JsonNode *request, GError **err)
+{
+    if (!JSON_NODE_HOLDS_OBJECT(request)) {
+        g_set_error(err, MONITOR_ERROR, MONITOR_ERROR_GENERIC, "QMP input must be a JSON object");
+        return NULL;
+    }
+    JsonObject *req = json_node_get_object(request);
+    JsonNode *exec = json_object_get_member(req, "execute");
+    JsonNode *args_node = json_object_get_member(req, "arguments");
+    g_autoptr(GList) members = json_object_get_members(req);
+    for (GList *l = members; l; l = l->next) {
+        if (strcmp(l->data, "execute") && strcmp(l->data, "arguments") && strcmp(l->data, "id")) {
+            g_set_error(err, MONITOR_ERROR, MONITOR_ERROR_GENERIC, "QMP input member '%s' is unexpected",
+                        (const char *)l->data);
+            return NULL;
+        }
+    }
+    if (!exec) {
+        g_set_error(err, MONITOR_ERROR, MONITOR_ERROR_GENERIC, "QMP input lacks member 'execute'");
+        return NULL;
+    }
+    if (!JSON_NODE_HOLDS_VALUE(exec) || json_node_get_value_type(exec) != G_TYPE_STRING) {
+        g_set_error(err, MONITOR_ERROR, MONITOR_ERROR_GENERIC, "QMP input member 'execute' must be a string");
+        return NULL;
+    }
+    if (args_node && !JSON_NODE_HOLDS_OBJECT(args_node)) {
+        g_set_error(err, MONITOR_ERROR, MONITOR_ERROR_GENERIC, "QMP input member 'arguments' must be an object");
+        return NULL;
+    }
+    const char *name = json_node_get_string(exec);
+    const QmpCommand *c = find_command(name);
+    if (c && !m->negotiated && !c->before_negotiation) {
+        c = NULL; /* QEMU answers as if it did not exist */
+    }
+    if (!c) {
+        if (!m->negotiated) {
+            g_set_error(err, MONITOR_ERROR, MONITOR_ERROR_COMMAND_NOT_FOUND,
+                        "Expecting capabilities negotiation with 'qmp_capabilities'");
+        } else {
+            g_set_error(err, MONITOR_ERROR, MONITOR_ERROR_COMMAND_NOT_FOUND, "The command %s has not been found",
+                        name);
+        }
+        return NULL;
+    }
+    JsonObject *args = args_node ? json_node_get_object(args_node) : NULL;
+    if (!check_args(c, args, err)) {
+        return NULL;
+    }
+    JsonNode *ret = NULL;
+    if (!c->fn(m, args, &ret, err)) {
+        g_assert(!ret);
+        return NULL;
+    }
+    return ret;
+}
+
+JsonObject *qmp_dispatch(Monitor *m, JsonNode *request)
+{
+    g_autoptr(GError) err = NULL;
+    JsonNode *ret = run(m, request, &err);
+    JsonObject *reply;
+    if (ret) {
+        reply = json_object_new();
+        json_object_set_member(reply, "return", ret);
+    } else {
+        reply = error_reply(err);
+    }
+    JsonNode *id = JSON_NODE_HOLDS_OBJECT(request) ? json_object_get_member(json_node_get_object(request), "id")
+                                                   : NULL;
+    if (id) {
+        json_object_set_member(reply, "id", json_node_copy(id));
+    }
+    return reply;
+}
+
+/*
+ * query-qmp-schema in QEMU's SchemaInfo shape. QEMU hides type names behind
+ * numbers; here they are readable: NAME-arg is a command's or event's
+ * argument object, and every return is "any" because the return types are
+ * not described yet (an honest "value", not a made-up structure).
+ */
+static void add_object_type(JsonArray *a, const char *name, const QmpArg *members)
+{
+    JsonArray *ms = json_array_new();
+    for (const QmpArg *arg = members; arg && arg->name; arg++) {
+        JsonObject *mo = json_object_new();
+        json_object_set_string_member(mo, "name", arg->name);
+        json_object_set_string_member(mo, "type", arg_types[arg->type].name);
+        if (arg->optional) {
+            json_object_set_null_member(mo, "default");
+        }
+        json_array_add_object_element(ms, mo);
+    }
+    JsonObject *o = json_object_new();
+    json_object_set_string_member(o, "name", name);
+    json_object_set_string_member(o, "meta-type", "object");
+    json_object_set_array_member(o, "members", ms);
+    json_array_add_object_element(a, o);
+}
+
+static void add_entity(JsonArray *a, const char *meta, const char *name, const QmpArg *args)
+{
+    g_autofree char *arg_type = g_strdup_printf("%s-arg", name);
+    JsonObject *o = json_object_new();
+    json_object_set_string_member(o, "name", name);
+    json_object_set_string_member(o, "meta-type", meta);
+    json_object_set_string_member(o, "arg-type", arg_type);
+    if (strcmp(meta, "command") == 0) {
+        json_object_set_string_member(o, "ret-type", "any");
+    }
+    json_array_add_object_element(a, o);
+    add_object_type(a, arg_type, args);
+}
+
+JsonNode *qmp_schema(void)
+{
+    JsonArray *a = json_array_new();
+    for (const QmpCommand *c = commands; c->name; c++) {
+        add_entity(a, "command", c->name, c->args);
+    }
+    for (size_t i = 0; i < G_N_ELEMENTS(events); i++) {
+        add_entity(a, "event", events[i].name, events[i].data);
+    }
+    for (size_t t = 0; t < G_N_ELEMENTS(arg_types); t++) {
+        JsonObject *o = json_object_new();
+        json_object_set_string_member(o, "name", arg_types[t].name);
+        json_object_set_string_member(o, "meta-type", "builtin");
+        json_object_set_string_member(o, "json-type", arg_types[t].json_type);
+        json_array_add_object_element(a, o);
+    }
+    JsonNode *n = json_node_new(JSON_NODE_ARRAY);
+    json_node_take_array(n, a);
+    return n;
+}

@@ -1,0 +1,102 @@
+/* The monitor's view of a running VM: MonitorVmOps over a Runtime. */
+#include "monitor/runtime-vm.h"
+#include "util/error.h"
+
+static const char *const state_names[] = {
+    [RUN_STATE_PRELAUNCH] = "prelaunch",
+    [RUN_STATE_RUNNING] = "running",
+    [RUN_STATE_PAUSED] = "paused",
+    [RUN_STATE_SHUTDOWN] = "shutdown",
+    [RUN_STATE_INTERNAL_ERROR] = "internal-error",
+};
+
+static const char *vm_status(void *vm)
+{
+    RunState s = runtime_state(vm);
+    g_assert(s < G_N_ELEMENTS(state_names));
+    return state_names[s];
+}
+
+static void vm_stop(void *vm)
+{
+    runtime_pause(vm);
+}
+
+static void vm_cont(void *vm)
+{
+    runtime_resume(vm);
+}
+
+static void vm_reset(void *vm)
+{
+    runtime_system_reset(vm);
+}
+
+static bool vm_powerdown(void *vm, GError **err)
+{
+    return runtime_powerdown(vm, err);
+}
+
+static void vm_quit(void *vm)
+{
+    runtime_quit(vm);
+}
+
+static const char *vm_name(void *vm)
+{
+    return runtime_config(vm)->name;
+}
+
+static unsigned vm_cpu_count(void *vm)
+{
+    return runtime_vcpu_count(vm);
+}
+
+/* vCPU i's place in the -smp topology: threads vary fastest, as in QEMU. */
+static void vm_cpu_info(void *vm, unsigned i, MonitorCpu *out)
+{
+    const VmConfig *cfg = runtime_config(vm);
+    out->tid = runtime_vcpu_tid(vm, i);
+    out->thread = i % cfg->threads;
+    out->core = (i / cfg->threads) % cfg->cores;
+    out->socket = i / (cfg->threads * cfg->cores);
+}
+
+/* Only RAM can be saved: a range touching MMIO or a hole is refused whole. */
+static bool vm_pmemsave(void *vm, uint64_t addr, uint64_t size, const char *file, GError **err)
+{
+    Machine *m = runtime_machine(vm);
+    const void *p = size ? m->gpa_to_hva(m, addr, size) : "";
+    if (!p) {
+        g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID,
+                    "Invalid addr 0x%016" G_GINT64_MODIFIER "x/size %" G_GUINT64_FORMAT " specified",
+                    addr, size);
+        return false;
+    }
+    return g_file_set_contents(file, p, size, err);
+}
+
+static const MonitorVmOps runtime_vm_ops = {
+    .status = vm_status,
+    .stop = vm_stop,
+    .cont = vm_cont,
+    .system_reset = vm_reset,
+    .system_powerdown = vm_powerdown,
+    .quit = vm_quit,
+    .name = vm_name,
+    .cpu_count = vm_cpu_count,
+    .cpu_info = vm_cpu_info,
+    .pmemsave = vm_pmemsave,
+};
+
+static void forward_event(const char *name, JsonObject *data, void *opaque)
+{
+    monitor_server_emit_event(opaque, name, data);
+}
+
+MonitorServer *monitor_server_for_runtime(Runtime *rt)
+{
+    MonitorServer *s = monitor_server_new(&runtime_vm_ops, rt);
+    runtime_set_event_handler(rt, forward_event, s);
+    return s;
+}
