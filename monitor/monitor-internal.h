@@ -22,14 +22,30 @@ typedef struct Monitor {
     bool negotiated;       /* qmp_capabilities done */
     bool closing;          /* drop after the current callback */
     bool busy;             /* inside the input callback: defer the free */
+    GArray *passed_fds;    /* int: received by SCM_RIGHTS, not yet taken by getfd */
 } Monitor;
+
+typedef struct MonitorListener {
+    MonitorServer *server;
+    GSocket *sock;
+    GSource *source;
+    char *unix_path;       /* removed again at exit; NULL for an inherited socket */
+    char *label, *filename; /* as query-chardev reports them */
+} MonitorListener;
 
 struct MonitorServer {
     const MonitorVmOps *ops;
     void *vm;
     GPtrArray *listeners;  /* MonitorListener */
     GPtrArray *clients;    /* Monitor */
+    GHashTable *named_fds; /* getfd's name -> descriptor (GINT_TO_POINTER) */
+    unsigned compat_count; /* -qmp options seen: the N of compat_monitorN */
 };
+
+/* Take the oldest descriptor @m received, or -1. */
+int monitor_take_passed_fd(Monitor *m);
+/* HMP: run @line against the VM, return its text output (errors included). */
+char *hmp_run(Monitor *m, const char *line, unsigned cpu);
 
 /*
  * Run one request (a parsed top-level JSON value) and return the reply

@@ -10,6 +10,7 @@
 #include "util/keyval.h"
 #include <gio/gunixsocketaddress.h>
 #include <string.h>
+#include <errno.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -17,13 +18,8 @@
 /* A client that does not read its events is dropped past this much backlog. */
 #define MAX_BACKLOG (16u << 20)
 #define FLUSH_TIMEOUT_S 2
-
-typedef struct {
-    MonitorServer *server;
-    GSocket *sock;
-    GSource *source;
-    char *unix_path; /* removed again at exit */
-} MonitorListener;
+/* Descriptors a client may have waiting for getfd; more are closed unread. */
+#define MAX_PASSED_FDS 16
 
 typedef struct {
     char *unix_path;
@@ -129,6 +125,10 @@ static void client_free(Monitor *m)
     g_object_unref(m->sock);
     json_stream_free(m->stream);
     g_string_free(m->out, TRUE);
+    for (guint i = 0; i < m->passed_fds->len; i++) {
+        close(g_array_index(m->passed_fds, int, i));
+    }
+    g_array_unref(m->passed_fds);
     g_free(m);
 }
 
@@ -241,14 +241,65 @@ static bool on_value(const char *text, size_t len, const char *why, void *opaque
     return !m->closing;
 }
 
+int monitor_take_passed_fd(Monitor *m)
+{
+    if (m->passed_fds->len == 0) {
+        return -1;
+    }
+    int fd = g_array_index(m->passed_fds, int, 0);
+    g_array_remove_index(m->passed_fds, 0);
+    return fd;
+}
+
+/*
+ * recvmsg rather than GSocket's receive: on a unix socket a command may come
+ * with descriptors (SCM_RIGHTS, for getfd), which are queued on the client
+ * until a command takes them. Other sockets simply carry none.
+ */
+static gssize receive(Monitor *m, char *buf, size_t len)
+{
+    union {
+        char buf[CMSG_SPACE(MAX_PASSED_FDS * sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    struct iovec iov = { buf, len };
+    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+                          .msg_controllen = sizeof(control.buf) };
+    gssize n;
+    do {
+        n = recvmsg(g_socket_get_fd(m->sock), &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        return n;
+    }
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) {
+            continue;
+        }
+        size_t nfds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < nfds; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
+            if (m->passed_fds->len >= MAX_PASSED_FDS) {
+                close(fd); /* nobody takes them: do not let a client hoard descriptors */
+            } else {
+                g_array_append_val(m->passed_fds, fd);
+            }
+        }
+    }
+    if (msg.msg_flags & MSG_CTRUNC) {
+        g_warning("a QMP client passed more than %d descriptors at once; the rest were dropped", MAX_PASSED_FDS);
+    }
+    return n;
+}
+
 static gboolean on_readable(GSocket *sock, GIOCondition cond, gpointer data)
 {
     Monitor *m = data;
     g_autofree char *buf = g_malloc(READ_CHUNK);
-    g_autoptr(GError) err = NULL;
-    gssize n = g_socket_receive(sock, buf, READ_CHUNK, NULL, &err);
+    gssize n = receive(m, buf, READ_CHUNK);
 
-    if (n < 0 && g_error_matches(err, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK)) {
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
         return G_SOURCE_CONTINUE;
     }
     if (n <= 0) {
@@ -273,6 +324,7 @@ static void add_client(MonitorServer *s, GSocket *sock)
     m->server = s;
     m->sock = sock;
     m->out = g_string_new(NULL);
+    m->passed_fds = g_array_new(FALSE, FALSE, sizeof(int));
     m->stream = json_stream_new(JSON_STREAM_MAX_SIZE, JSON_STREAM_MAX_DEPTH, on_value, m);
     g_socket_set_blocking(sock, FALSE);
     m->in_source = g_socket_create_source(sock, G_IO_IN | G_IO_HUP | G_IO_ERR, NULL);
@@ -332,10 +384,29 @@ static void listener_free(gpointer data)
         unlink(l->unix_path);
         g_free(l->unix_path);
     }
+    g_free(l->label);
+    g_free(l->filename);
     g_free(l);
 }
 
-static bool listen_on(MonitorServer *s, GSocketAddress *sa, const char *unix_path, GError **err)
+static void add_listener(MonitorServer *s, GSocket *sock, const char *unix_path, const char *label,
+                         const char *filename)
+{
+    g_socket_set_blocking(sock, FALSE);
+    MonitorListener *l = g_new0(MonitorListener, 1);
+    l->server = s;
+    l->sock = sock;
+    l->unix_path = g_strdup(unix_path);
+    l->label = g_strdup(label);
+    l->filename = g_strdup(filename);
+    l->source = g_socket_create_source(l->sock, G_IO_IN, NULL);
+    g_source_set_callback(l->source, G_SOURCE_FUNC(on_accept), l, NULL);
+    g_source_attach(l->source, NULL);
+    g_ptr_array_add(s->listeners, l);
+}
+
+static bool listen_on(MonitorServer *s, GSocketAddress *sa, const char *unix_path, const char *label,
+                      GError **err)
 {
     g_autoptr(GSocket) sock = g_socket_new(g_socket_address_get_family(sa), G_SOCKET_TYPE_STREAM,
                                            G_SOCKET_PROTOCOL_DEFAULT, err);
@@ -348,19 +419,56 @@ static bool listen_on(MonitorServer *s, GSocketAddress *sa, const char *unix_pat
     if (!g_socket_bind(sock, sa, TRUE, err) || !g_socket_listen(sock, err)) {
         return false;
     }
-    g_socket_set_blocking(sock, FALSE);
-    MonitorListener *l = g_new0(MonitorListener, 1);
-    l->server = s;
-    l->sock = g_steal_pointer(&sock);
-    l->unix_path = g_strdup(unix_path);
-    l->source = g_socket_create_source(l->sock, G_IO_IN, NULL);
-    g_source_set_callback(l->source, G_SOURCE_FUNC(on_accept), l, NULL);
-    g_source_attach(l->source, NULL);
-    g_ptr_array_add(s->listeners, l);
+    /* QEMU's socket chardev filename: "unix:PATH,server=on", "tcp:HOST:PORT,server=on". */
+    g_autofree char *filename = NULL;
+    if (unix_path) {
+        filename = g_strdup_printf("unix:%s,server=on", unix_path);
+    } else {
+        g_autoptr(GSocketAddress) local = g_socket_get_local_address(sock, NULL);
+        g_autofree char *host = local ? g_inet_address_to_string(
+                                            g_inet_socket_address_get_address(G_INET_SOCKET_ADDRESS(local)))
+                                      : g_strdup("?");
+        filename = g_strdup_printf("tcp:%s:%u,server=on", host,
+                                   local ? g_inet_socket_address_get_port(G_INET_SOCKET_ADDRESS(local)) : 0);
+    }
+    add_listener(s, g_steal_pointer(&sock), unix_path, label, filename);
     return true;
 }
 
 bool monitor_server_listen(MonitorServer *s, const char *spec, GError **err)
+{
+    g_autofree char *label = g_strdup_printf("compat_monitor%u", s->compat_count);
+    if (!monitor_server_listen_as(s, label, spec, err)) {
+        return false;
+    }
+    s->compat_count++;
+    return true;
+}
+
+bool monitor_server_listen_fd(MonitorServer *s, const char *label, int fd, GError **err)
+{
+    int listening = 0;
+    socklen_t len = sizeof(listening);
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0) {
+        int e = errno;
+        g_set_error(err, MONITOR_ERROR, MONITOR_ERROR_GENERIC, "file descriptor %d is not a socket: %s", fd,
+                    g_strerror(e));
+        return false;
+    }
+    if (!listening) {
+        g_set_error(err, MONITOR_ERROR, MONITOR_ERROR_GENERIC, "socket %d is not listening", fd);
+        return false;
+    }
+    GSocket *sock = g_socket_new_from_fd(fd, err);
+    if (!sock) {
+        return false;
+    }
+    g_autofree char *filename = g_strdup_printf("fd:%d,server=on", fd);
+    add_listener(s, sock, NULL, label, filename);
+    return true;
+}
+
+bool monitor_server_listen_as(MonitorServer *s, const char *label, const char *spec, GError **err)
 {
     g_auto(MonitorAddress) a = { 0 };
     if (!address_parse(spec, &a, err)) {
@@ -368,7 +476,7 @@ bool monitor_server_listen(MonitorServer *s, const char *spec, GError **err)
     }
     if (a.unix_path) {
         g_autoptr(GSocketAddress) sa = g_unix_socket_address_new(a.unix_path);
-        return listen_on(s, sa, a.unix_path, err);
+        return listen_on(s, sa, a.unix_path, label, err);
     }
     /* A name such as localhost may stand for ::1 and 127.0.0.1: serve every address it has. */
     g_autoptr(GResolver) resolver = g_resolver_get_default();
@@ -382,7 +490,7 @@ bool monitor_server_listen(MonitorServer *s, const char *spec, GError **err)
     for (GList *l = addrs; l; l = l->next) {
         g_autoptr(GSocketAddress) sa = g_inet_socket_address_new(l->data, port);
         g_autoptr(GError) local = NULL;
-        if (listen_on(s, sa, NULL, &local)) {
+        if (listen_on(s, sa, NULL, label, &local)) {
             any = true;
         } else if (!first_err) {
             first_err = g_steal_pointer(&local);
@@ -402,6 +510,7 @@ MonitorServer *monitor_server_new(const MonitorVmOps *ops, void *vm)
     s->vm = vm;
     s->listeners = g_ptr_array_new_with_free_func(listener_free);
     s->clients = g_ptr_array_new();
+    s->named_fds = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     return s;
 }
 
@@ -422,7 +531,24 @@ void monitor_server_free(MonitorServer *s)
     }
     g_ptr_array_unref(s->clients);
     g_ptr_array_unref(s->listeners);
+    GHashTableIter it;
+    gpointer fd;
+    g_hash_table_iter_init(&it, s->named_fds);
+    while (g_hash_table_iter_next(&it, NULL, &fd)) {
+        close(GPOINTER_TO_INT(fd));
+    }
+    g_hash_table_unref(s->named_fds);
     g_free(s);
+}
+
+int monitor_take_fd(MonitorServer *s, const char *name)
+{
+    gpointer key, fd;
+    if (!g_hash_table_steal_extended(s->named_fds, name, &key, &fd)) {
+        return -1;
+    }
+    g_free(key);
+    return GPOINTER_TO_INT(fd);
 }
 
 void monitor_server_emit_event(MonitorServer *s, const char *name, JsonObject *data)

@@ -7,6 +7,7 @@
 #include "monitor-internal.h"
 #include "hw/core/machine.h"
 #include <string.h>
+#include <unistd.h>
 
 G_DEFINE_QUARK(vireo-monitor-error-quark, monitor_error)
 
@@ -252,6 +253,93 @@ static bool pmemsave(Monitor *m, JsonObject *args, JsonNode **ret, GError **err)
     return true;
 }
 
+/* The descriptor arrived with this command's bytes (SCM_RIGHTS), and is queued on the client. */
+static bool getfd(Monitor *m, JsonObject *args, JsonNode **ret, GError **err)
+{
+    int fd = monitor_take_passed_fd(m);
+    if (fd < 0) {
+        g_set_error(err, MONITOR_ERROR, MONITOR_ERROR_GENERIC, "No file descriptor supplied via SCM_RIGHTS");
+        return false;
+    }
+    const char *name = json_object_get_string_member(args, "fdname");
+    int old = monitor_take_fd(m->server, name);
+    if (old >= 0) {
+        close(old);
+    }
+    g_hash_table_insert(m->server->named_fds, g_strdup(name), GINT_TO_POINTER(fd));
+    *ret = empty_object();
+    return true;
+}
+
+static bool closefd(Monitor *m, JsonObject *args, JsonNode **ret, GError **err)
+{
+    const char *name = json_object_get_string_member(args, "fdname");
+    int fd = monitor_take_fd(m->server, name);
+    if (fd < 0) {
+        g_set_error(err, MONITOR_ERROR, MONITOR_ERROR_GENERIC, "File descriptor named '%s' not found", name);
+        return false;
+    }
+    close(fd);
+    *ret = empty_object();
+    return true;
+}
+
+/* HMP errors are part of the text, as in QEMU: only a bad cpu-index is a QMP error. */
+static bool human_monitor_command(Monitor *m, JsonObject *args, JsonNode **ret, GError **err)
+{
+    gint64 cpu = json_object_has_member(args, "cpu-index") ? json_object_get_int_member(args, "cpu-index") : 0;
+    unsigned n = ops(m)->cpu_count(m->server->vm);
+    if (cpu < 0 || cpu >= n) {
+        g_set_error(err, MONITOR_ERROR, MONITOR_ERROR_GENERIC, "Parameter 'cpu-index' expects a CPU from 0 to %u",
+                    n ? n - 1 : 0);
+        return false;
+    }
+    g_autofree char *out = hmp_run(m, json_object_get_string_member(args, "command-line"), (unsigned)cpu);
+    *ret = json_node_init_string(json_node_alloc(), out);
+    return true;
+}
+
+static JsonObject *chardev_info(const char *label, const char *filename)
+{
+    JsonObject *o = json_object_new();
+    json_object_set_string_member(o, "label", label);
+    json_object_set_string_member(o, "filename", filename);
+    json_object_set_boolean_member(o, "frontend-open", true);
+    return o;
+}
+
+static bool query_chardev(Monitor *m, JsonObject *args, JsonNode **ret, GError **err)
+{
+    JsonArray *a = json_array_new();
+    const char *serial;
+    for (unsigned i = 0; ops(m)->serial_filename && (serial = ops(m)->serial_filename(m->server->vm, i)); i++) {
+        g_autofree char *label = g_strdup_printf("serial%u", i);
+        json_array_add_object_element(a, chardev_info(label, serial));
+    }
+    /* A tcp: monitor on a name with several addresses is one chardev: report its first listener. */
+    const char *last = NULL;
+    for (guint i = 0; i < m->server->listeners->len; i++) {
+        MonitorListener *l = m->server->listeners->pdata[i];
+        if (g_strcmp0(last, l->label) != 0) {
+            json_array_add_object_element(a, chardev_info(l->label, l->filename));
+        }
+        last = l->label;
+    }
+    *ret = json_node_new(JSON_NODE_ARRAY);
+    json_node_take_array(*ret, a);
+    return true;
+}
+
+/* No block devices exist yet; clients such as libvirt still ask. */
+static bool query_block(Monitor *m, JsonObject *args, JsonNode **ret, GError **err)
+{
+    *ret = json_node_new(JSON_NODE_ARRAY);
+    json_node_take_array(*ret, json_array_new());
+    return true;
+}
+
+static const QmpArg fdname_args[] = { { "fdname", ARG_STR }, { NULL } };
+static const QmpArg hmp_args[] = { { "command-line", ARG_STR }, { "cpu-index", ARG_INT, true }, { NULL } };
 static const QmpArg pmemsave_args[] = {
     { "val", ARG_INT }, { "size", ARG_INT }, { "filename", ARG_STR }, { NULL },
 };
@@ -275,6 +363,11 @@ static const QmpCommand commands[] = {
     { "query-uuid", query_uuid },
     { "query-cpus-fast", query_cpus_fast },
     { "pmemsave", pmemsave, pmemsave_args },
+    { "getfd", getfd, fdname_args },
+    { "closefd", closefd, fdname_args },
+    { "human-monitor-command", human_monitor_command, hmp_args },
+    { "query-chardev", query_chardev },
+    { "query-block", query_block },
     { NULL },
 };
 

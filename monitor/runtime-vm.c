@@ -1,6 +1,8 @@
 /* The monitor's view of a running VM: MonitorVmOps over a Runtime. */
 #include "monitor/runtime-vm.h"
+#include "accel/kvm.h"
 #include "util/error.h"
+#include <string.h>
 
 static const char *const state_names[] = {
     [RUN_STATE_PRELAUNCH] = "prelaunch",
@@ -76,6 +78,56 @@ static bool vm_pmemsave(void *vm, uint64_t addr, uint64_t size, const char *file
     return g_file_set_contents(file, p, size, err);
 }
 
+/* One look at a parked vCPU: registers, or code when @count is non-zero. */
+typedef struct {
+    unsigned cpu;
+    bool at_pc;
+    uint64_t addr;
+    unsigned count;
+    GString *out;
+    GError **err;
+    bool ok;
+} CpuLook;
+
+static void look_at_cpu(Runtime *rt, void *opaque)
+{
+    CpuLook *l = opaque;
+    KvmVcpu *vcpu = runtime_vcpu(rt, l->cpu);
+    if (l->count) {
+        l->ok = kvm_vcpu_disassemble(vcpu, l->at_pc, l->addr, l->count, l->out, l->err);
+    } else {
+        l->ok = kvm_vcpu_format_registers(vcpu, l->out, l->err);
+    }
+}
+
+static bool vm_cpu_registers(void *vm, unsigned cpu, GString *out, GError **err)
+{
+    CpuLook l = { .cpu = cpu, .out = out, .err = err };
+    runtime_with_vcpus_parked(vm, look_at_cpu, &l);
+    return l.ok;
+}
+
+static bool vm_cpu_disassemble(void *vm, unsigned cpu, bool at_pc, uint64_t addr, unsigned count, GString *out,
+                               GError **err)
+{
+    CpuLook l = { .cpu = cpu, .at_pc = at_pc, .addr = addr, .count = count ? count : 1, .out = out, .err = err };
+    runtime_with_vcpus_parked(vm, look_at_cpu, &l);
+    return l.ok;
+}
+
+/* The board realizes only the first -serial (COM1); its spec as pc.c picks it. */
+static const char *vm_serial_filename(void *vm, unsigned index)
+{
+    const VmConfig *cfg = runtime_config(vm);
+    const char *spec = cfg->serials->len > 0 ? g_ptr_array_index(cfg->serials, 0)
+                       : cfg->nographic && !cfg->nodefaults ? "stdio"
+                                                            : NULL;
+    if (index > 0 || !spec || strcmp(spec, "none") == 0) {
+        return NULL;
+    }
+    return spec;
+}
+
 static const MonitorVmOps runtime_vm_ops = {
     .status = vm_status,
     .stop = vm_stop,
@@ -87,6 +139,9 @@ static const MonitorVmOps runtime_vm_ops = {
     .cpu_count = vm_cpu_count,
     .cpu_info = vm_cpu_info,
     .pmemsave = vm_pmemsave,
+    .cpu_registers = vm_cpu_registers,
+    .cpu_disassemble = vm_cpu_disassemble,
+    .serial_filename = vm_serial_filename,
 };
 
 static void forward_event(const char *name, JsonObject *data, void *opaque)

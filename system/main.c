@@ -133,6 +133,17 @@ int main(int argc, char **argv)
             return error_exit(msg);
         }
     }
+    for (guint i = 0; i < cfg->mons->len; i++) {
+        const VmMonitor *mo = cfg->mons->pdata[i];
+        const VmChardev *c = vm_config_find_chardev(cfg, mo->chardev);
+        g_autofree char *spec = c->path ? g_strdup_printf("unix:%s,server=on,wait=off", c->path) : NULL;
+        bool ok = spec ? monitor_server_listen_as(mon, c->id, spec, &err)
+                       : monitor_server_listen_fd(mon, c->id, c->fd, &err);
+        if (!ok) {
+            g_autofree char *msg = g_strdup_printf("-chardev id=%s: %s", c->id, err->message);
+            return error_exit(msg);
+        }
+    }
     chardev_set_quit_handler(quit_from_console, m);
     int status = runtime_run(rt);
     /* Flushes what is queued for QMP clients: quit's reply, the SHUTDOWN event. */

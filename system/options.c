@@ -252,6 +252,107 @@ static gboolean opt_qmp(VmConfig *cfg, const char *opt, const char *arg, GError 
     return TRUE;
 }
 
+static void chardev_free(gpointer p)
+{
+    VmChardev *c = p;
+    g_free(c->id);
+    g_free(c->path);
+    g_free(c);
+}
+
+static void mon_free(gpointer p)
+{
+    VmMonitor *m = p;
+    g_free(m->chardev);
+    g_free(m);
+}
+
+const VmChardev *vm_config_find_chardev(const VmConfig *cfg, const char *id)
+{
+    for (guint i = 0; i < cfg->chardevs->len; i++) {
+        const VmChardev *c = cfg->chardevs->pdata[i];
+        if (strcmp(c->id, id) == 0) {
+            return c;
+        }
+    }
+    return NULL;
+}
+
+static gboolean opt_chardev(VmConfig *cfg, const char *opt, const char *arg, GError **err)
+{
+    g_autoptr(GError) local = NULL;
+    g_autoptr(GHashTable) kv = keyval_parse(arg, "backend", &local);
+    if (!kv) {
+        return bad(err, opt, arg, "%s", local->message);
+    }
+    if (g_strcmp0(g_hash_table_lookup(kv, "backend"), "socket") != 0) {
+        return bad(err, opt, arg, "only the 'socket' backend is supported");
+    }
+    static const char *const known[] = { "backend", "id", "path", "fd", "server", "wait", NULL };
+    if (!keyval_check_keys(kv, known, "-chardev", &local)) {
+        return bad(err, opt, arg, "%s", local->message);
+    }
+    const char *id = g_hash_table_lookup(kv, "id");
+    const char *path = g_hash_table_lookup(kv, "path");
+    const char *fd = g_hash_table_lookup(kv, "fd");
+    if (!id || !*id) {
+        return bad(err, opt, arg, "no id given");
+    }
+    if (vm_config_find_chardev(cfg, id)) {
+        return bad(err, opt, arg, "duplicate chardev id '%s'", id);
+    }
+    if (!path == !fd) {
+        return bad(err, opt, arg, "give exactly one of path=PATH or fd=N");
+    }
+    guint64 n = 0;
+    if (fd && !g_ascii_string_to_unsigned(fd, 10, 0, G_MAXINT, &n, NULL)) {
+        return bad(err, opt, arg, "fd=%s is not a file descriptor number", fd);
+    }
+    gboolean server = FALSE, wait = TRUE;
+    const char *v;
+    if ((v = g_hash_table_lookup(kv, "server")) && !keyval_bool("server", v, &server, &local)) {
+        return bad(err, opt, arg, "%s", local->message);
+    }
+    if ((v = g_hash_table_lookup(kv, "wait")) && !keyval_bool("wait", v, &wait, &local)) {
+        return bad(err, opt, arg, "%s", local->message);
+    }
+    if (!server || wait) {
+        return bad(err, opt, arg, "only server=on,wait=off is supported");
+    }
+    VmChardev *c = g_new0(VmChardev, 1);
+    c->id = g_strdup(id);
+    c->path = g_strdup(path);
+    c->fd = (int)n;
+    g_ptr_array_add(cfg->chardevs, c);
+    return TRUE;
+}
+
+static gboolean opt_mon(VmConfig *cfg, const char *opt, const char *arg, GError **err)
+{
+    g_autoptr(GError) local = NULL;
+    g_autoptr(GHashTable) kv = keyval_parse(arg, "chardev", &local);
+    if (!kv) {
+        return bad(err, opt, arg, "%s", local->message);
+    }
+    static const char *const known[] = { "chardev", "mode", "pretty", NULL };
+    if (!keyval_check_keys(kv, known, "-mon", &local)) {
+        return bad(err, opt, arg, "%s", local->message);
+    }
+    const char *chardev = g_hash_table_lookup(kv, "chardev");
+    const char *mode = g_hash_table_lookup(kv, "mode");
+    if (!chardev || !*chardev) {
+        return bad(err, opt, arg, "no chardev given");
+    }
+    /* QEMU's default is the human monitor (readline), which Vireo does not serve on a chardev. */
+    if (g_strcmp0(mode, "control") != 0) {
+        return bad(err, opt, arg, "only mode=control (QMP) is supported");
+    }
+    VmMonitor *m = g_new0(VmMonitor, 1);
+    m->chardev = g_strdup(chardev);
+    g_ptr_array_add(cfg->mons, m);
+    return TRUE;
+}
+
 static gboolean opt_version(VmConfig *cfg, const char *opt, const char *arg, GError **err)
 {
     cfg->action = VM_ACTION_VERSION;
@@ -284,6 +385,9 @@ static const OptionDesc options[] = {
     { "name", "NAME", opt_name, "guest name" },
     { "pidfile", "FILE", opt_pidfile, "write the process id to FILE" },
     { "qmp", "unix:PATH|tcp:HOST:PORT,server=on,wait=off", opt_qmp, "serve QMP there (may be repeated)" },
+    { "chardev", "socket,id=ID,path=PATH|fd=N,server=on,wait=off", opt_chardev,
+      "a socket for -mon (may be repeated)" },
+    { "mon", "chardev=ID,mode=control", opt_mon, "serve QMP on chardev ID" },
     { "S", NULL, opt_S, "do not start the vCPUs until 'cont'" },
     { "version", NULL, opt_version, "print the version and exit" },
     { "h", NULL, opt_help, "print this help and exit" },
@@ -310,6 +414,8 @@ VmConfig *vm_config_new(void)
     cfg->smp_cpus = cfg->sockets = cfg->cores = cfg->threads = 1;
     cfg->serials = g_ptr_array_new_with_free_func(g_free);
     cfg->qmp = g_ptr_array_new_with_free_func(g_free);
+    cfg->chardevs = g_ptr_array_new_with_free_func(chardev_free);
+    cfg->mons = g_ptr_array_new_with_free_func(mon_free);
     return cfg;
 }
 
@@ -326,6 +432,8 @@ void vm_config_free(VmConfig *cfg)
     g_free(cfg->append);
     g_ptr_array_unref(cfg->serials);
     g_ptr_array_unref(cfg->qmp);
+    g_ptr_array_unref(cfg->chardevs);
+    g_ptr_array_unref(cfg->mons);
     g_free(cfg->display);
     g_free(cfg->name);
     g_free(cfg->pidfile);
@@ -357,6 +465,28 @@ gboolean vm_config_parse(VmConfig *cfg, int argc, char **argv, GError **err)
             arg = argv[++i];
         }
         if (!o->fn(cfg, name, arg, err)) {
+            return FALSE;
+        }
+    }
+    /* -mon may come before its -chardev, so references are checked at the end. */
+    for (guint i = 0; i < cfg->mons->len; i++) {
+        const VmMonitor *m = cfg->mons->pdata[i];
+        if (!vm_config_find_chardev(cfg, m->chardev)) {
+            g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "-mon chardev=%s: chardev '%s' not found",
+                        m->chardev, m->chardev);
+            return FALSE;
+        }
+    }
+    /* Nothing but a monitor can use a socket chardev yet: an unused one is a mistake. */
+    for (guint i = 0; i < cfg->chardevs->len; i++) {
+        const VmChardev *c = cfg->chardevs->pdata[i];
+        bool used = false;
+        for (guint j = 0; j < cfg->mons->len && !used; j++) {
+            used = strcmp(((const VmMonitor *)cfg->mons->pdata[j])->chardev, c->id) == 0;
+        }
+        if (!used) {
+            g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID,
+                        "-chardev id=%s: not used by any -mon (only QMP monitors can use socket chardevs)", c->id);
             return FALSE;
         }
     }

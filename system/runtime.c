@@ -141,6 +141,23 @@ static void start_vcpus(Runtime *rt)
     g_cond_broadcast(&rt->cond);
 }
 
+void runtime_with_vcpus_parked(Runtime *rt, void (*fn)(Runtime *rt, void *opaque), void *opaque)
+{
+    bool were_running = rt->vcpus_should_run;
+    if (were_running) {
+        stop_vcpus(rt);
+    }
+    fn(rt, opaque);
+    if (were_running) {
+        /*
+         * Not start_vcpus(): the generation stays, so a vCPU that halted
+         * itself (triple fault, error) in this run stays halted.
+         */
+        rt->vcpus_should_run = true;
+        g_cond_broadcast(&rt->cond);
+    }
+}
+
 void runtime_pause(Runtime *rt)
 {
     if (rt->state == RUN_STATE_RUNNING) {
@@ -259,6 +276,12 @@ Runtime *runtime_new(const MachineType *type, Machine *m, const VmConfig *cfg, G
     }
     g_mutex_unlock(&m->lock);
     return rt;
+}
+
+KvmVcpu *runtime_vcpu(Runtime *rt, unsigned index)
+{
+    g_assert(index < rt->nr_vcpus);
+    return rt->type->vcpu(rt->m, index);
 }
 
 Machine *runtime_machine(Runtime *rt)

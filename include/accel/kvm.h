@@ -46,5 +46,12 @@ KvmVm *kvm_vcpu_vm(KvmVcpu *vcpu);
 KvmVcpuStop kvm_vcpu_run(KvmVcpu *vcpu);
 /* Make a running (or about to run) kvm_vcpu_run return KVM_VCPU_STOPPED. Any thread. */
 void kvm_vcpu_kick(KvmVcpu *vcpu);
+/*
+ * With the vCPU outside KVM_RUN: its registers as text in QEMU's "info
+ * registers" layout, and @count instructions disassembled at guest-linear
+ * @addr (CS:RIP when @at_pc), in the mode the vCPU is in.
+ */
+bool kvm_vcpu_format_registers(KvmVcpu *vcpu, GString *out, GError **err);
+bool kvm_vcpu_disassemble(KvmVcpu *vcpu, bool at_pc, uint64_t addr, unsigned count, GString *out, GError **err);
 /* Must be called once per thread that runs vCPUs, before kvm_vcpu_run. */
 void kvm_vcpu_thread_init(void);

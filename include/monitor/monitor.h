@@ -30,6 +30,16 @@ typedef struct MonitorVmOps {
     void (*cpu_info)(void *vm, unsigned index, MonitorCpu *out);
     /* Guest-physical [addr, addr+size) into a new @file. */
     bool (*pmemsave)(void *vm, uint64_t addr, uint64_t size, const char *file, GError **err);
+    /*
+     * HMP's view of vCPU @cpu (NULL in a VM without vCPUs to look at):
+     * "info registers" text, and @count instructions disassembled at the
+     * guest-linear @addr (or at CS:RIP when @at_pc), appended to @out.
+     */
+    bool (*cpu_registers)(void *vm, unsigned cpu, GString *out, GError **err);
+    bool (*cpu_disassemble)(void *vm, unsigned cpu, bool at_pc, uint64_t addr, unsigned count, GString *out,
+                            GError **err);
+    /* query-chardev's entry for serial port @index, or NULL past the last one. */
+    const char *(*serial_filename)(void *vm, unsigned index);
 } MonitorVmOps;
 
 typedef struct MonitorServer MonitorServer;
@@ -44,11 +54,27 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(MonitorServer, monitor_server_free)
  * "tcp:HOST:PORT,server=on,wait=off". The error names what is wrong.
  */
 bool monitor_address_check(const char *spec, GError **err);
-/* Listen as @spec says; clients are served from the default main context. */
+/*
+ * Listen as @spec says; clients are served from the default main context.
+ * query-chardev calls it "compat_monitorN", as QEMU calls its -qmp monitors.
+ */
 bool monitor_server_listen(MonitorServer *s, const char *spec, GError **err);
+/* The same for "-chardev socket,id=@label,..." used by "-mon chardev=@label,mode=control". */
+bool monitor_server_listen_as(MonitorServer *s, const char *label, const char *spec, GError **err);
+/*
+ * Serve on @fd, an inherited socket that must already be listening
+ * (-chardev socket,fd=N); @fd is taken only on success.
+ */
+bool monitor_server_listen_fd(MonitorServer *s, const char *label, int fd, GError **err);
 /* Serve an already connected socket (tests; later -chardev socket,fd=N). */
 void monitor_server_add_client(MonitorServer *s, int fd);
 unsigned monitor_server_client_count(MonitorServer *s);
+
+/*
+ * Take the descriptor a client passed with "getfd" as @name: the caller owns
+ * the result and the name is free again. -1 when there is none by that name.
+ */
+int monitor_take_fd(MonitorServer *s, const char *name);
 
 /* Broadcast event @name with @data (may be NULL; not taken) to negotiated clients. */
 void monitor_server_emit_event(MonitorServer *s, const char *name, JsonObject *data);

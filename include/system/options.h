@@ -9,6 +9,18 @@ typedef enum {
     VM_ACTION_HELP,
 } VmAction;
 
+/* -chardev socket,id=ID,path=PATH|fd=N,server=on,wait=off: only QMP monitors use them. */
+typedef struct VmChardev {
+    char *id;
+    char *path; /* or NULL, and then: */
+    int fd;     /* an inherited listening socket */
+} VmChardev;
+
+/* -mon chardev=ID,mode=control */
+typedef struct VmMonitor {
+    char *chardev;
+} VmMonitor;
+
 typedef struct VmConfig {
     VmAction action;
     char *accel;        /* "kvm" */
@@ -22,6 +34,8 @@ typedef struct VmConfig {
     gboolean nographic, nodefaults, no_reboot, no_shutdown, start_paused;
     char *name, *pidfile;
     GPtrArray *qmp;     /* -qmp addresses, checked by monitor_address_check() */
+    GPtrArray *chardevs; /* VmChardev */
+    GPtrArray *mons;    /* VmMonitor, each naming one of @chardevs (checked after parsing) */
 } VmConfig;
 
 VmConfig *vm_config_new(void);
@@ -34,6 +48,8 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(VmConfig, vm_config_free)
  * option and the value that was wrong.
  */
 gboolean vm_config_parse(VmConfig *cfg, int argc, char **argv, GError **err);
+
+const VmChardev *vm_config_find_chardev(const VmConfig *cfg, const char *id);
 
 /* The -h text. */
 char *vm_config_help(const char *prog);

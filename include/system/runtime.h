@@ -32,7 +32,15 @@ void runtime_system_reset(Runtime *rt);   /* QMP system_reset: post a reset */
 void runtime_quit(Runtime *rt);           /* QMP quit: post a shutdown */
 bool runtime_powerdown(Runtime *rt, GError **err); /* press the power button */
 
+/*
+ * Run @fn with every vCPU thread outside KVM_RUN (so their registers can be
+ * read), then let them go on: the run state does not change and no event is
+ * emitted. Called on the main loop with the big lock held.
+ */
+void runtime_with_vcpus_parked(Runtime *rt, void (*fn)(Runtime *rt, void *opaque), void *opaque);
+
 Machine *runtime_machine(Runtime *rt);
+KvmVcpu *runtime_vcpu(Runtime *rt, unsigned index);
 const VmConfig *runtime_config(Runtime *rt);
 unsigned runtime_vcpu_count(Runtime *rt);
 int runtime_vcpu_tid(Runtime *rt, unsigned index); /* Linux thread id of vCPU @index */

@@ -40,9 +40,34 @@ static bool fake_pmemsave(void *vm, uint64_t addr, uint64_t size, const char *fi
     return true;
 }
 
+static bool fake_registers(void *vm, unsigned cpu, GString *out, GError **err)
+{
+    g_string_append_printf(out, "RIP=%016x\nCPU=%u\n", 0x1000, cpu);
+    return true;
+}
+
+static bool fake_disassemble(void *vm, unsigned cpu, bool at_pc, uint64_t addr, unsigned count, GString *out,
+                             GError **err)
+{
+    if (!at_pc && addr == 0xdead) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED, "Cannot access memory at 0x%x", 0xdead);
+        return false;
+    }
+    for (unsigned i = 0; i < count; i++) {
+        g_string_append_printf(out, "0x%llx: hlt\n", (unsigned long long)(at_pc ? 0x1000 : addr) + i);
+    }
+    return true;
+}
+
+static const char *fake_serial(void *vm, unsigned index)
+{
+    return index == 0 ? "stdio" : NULL;
+}
+
 static const MonitorVmOps fake_ops = {
     fake_status, fake_stop, fake_cont, fake_reset, fake_powerdown, fake_quit,
     fake_name, fake_cpu_count, fake_cpu_info, fake_pmemsave,
+    fake_registers, fake_disassemble, fake_serial,
 };
 
 typedef struct {
@@ -540,6 +565,180 @@ static void test_listen_unix(Fixture *f, gconstpointer data)
     g_rmdir(dir);
 }
 
+/* Send @text with @fd attached (SCM_RIGHTS), as a client of getfd does. */
+static void client_send_fd(Client *c, const char *text, int fd)
+{
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } control = { 0 };
+    struct iovec iov = { (void *)text, strlen(text) };
+    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+                          .msg_controllen = sizeof(control.buf) };
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+    g_assert_cmpint(sendmsg(c->fd, &msg, 0), ==, (ssize_t)strlen(text));
+}
+
+static void test_getfd(Fixture *f, gconstpointer data)
+{
+    g_autoptr(Client) c = client_ready(f);
+    cmd_error(c, "{\"execute\": \"getfd\", \"arguments\": {\"fdname\": \"a\"}}", "GenericError",
+              "No file descriptor supplied via SCM_RIGHTS");
+    cmd_error(c, "{\"execute\": \"closefd\", \"arguments\": {\"fdname\": \"a\"}}", "GenericError",
+              "File descriptor named 'a' not found");
+
+    int p1[2], p2[2];
+    g_assert_cmpint(pipe(p1), ==, 0);
+    g_assert_cmpint(pipe(p2), ==, 0);
+    client_send_fd(c, "{\"execute\": \"getfd\", \"arguments\": {\"fdname\": \"a\"}}", p1[1]);
+    g_autoptr(JsonObject) r1 = client_read(c);
+    g_assert_true(json_object_has_member(r1, "return"));
+    close(p1[1]);
+    /* A second getfd of the same name closes the first descriptor. */
+    client_send_fd(c, "{\"execute\": \"getfd\", \"arguments\": {\"fdname\": \"a\"}}", p2[1]);
+    g_autoptr(JsonObject) r2 = client_read(c);
+    g_assert_true(json_object_has_member(r2, "return"));
+    close(p2[1]);
+    char byte;
+    g_assert_cmpint(read(p1[0], &byte, 1), ==, 0); /* every write end is closed */
+
+    /* The server holds p2's write end: taking it gives a working descriptor. */
+    int fd = monitor_take_fd(f->s, "a");
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(write(fd, "x", 1), ==, 1);
+    g_assert_cmpint(read(p2[0], &byte, 1), ==, 1);
+    g_assert_cmpint(monitor_take_fd(f->s, "a"), ==, -1);
+    close(fd);
+
+    /* closefd closes it: the pipe sees end of file. */
+    int p3[2];
+    g_assert_cmpint(pipe(p3), ==, 0);
+    client_send_fd(c, "{\"execute\": \"getfd\", \"arguments\": {\"fdname\": \"b\"}}", p3[1]);
+    g_autoptr(JsonObject) r3 = client_read(c);
+    g_assert_true(json_object_has_member(r3, "return"));
+    close(p3[1]);
+    g_autoptr(JsonNode) cl = cmd_return(c, "{\"execute\": \"closefd\", \"arguments\": {\"fdname\": \"b\"}}");
+    g_assert_cmpint(read(p3[0], &byte, 1), ==, 0);
+    cmd_error(c, "{\"execute\": \"closefd\", \"arguments\": {\"fdname\": \"b\"}}", "GenericError",
+              "File descriptor named 'b' not found");
+    close(p1[0]);
+    close(p2[0]);
+    close(p3[0]);
+}
+
+static char *hmp(Client *c, const char *line)
+{
+    g_autoptr(JsonObject) args = json_object_new();
+    json_object_set_string_member(args, "command-line", line);
+    g_autoptr(JsonObject) req = json_object_new();
+    json_object_set_string_member(req, "execute", "human-monitor-command");
+    json_object_set_object_member(req, "arguments", json_object_ref(args));
+    g_autoptr(JsonNode) n = json_node_init_object(json_node_alloc(), req);
+    g_autofree char *text = json_to_string(n, FALSE);
+    g_autoptr(JsonNode) r = cmd_return(c, text);
+    return g_strdup(json_node_get_string(r));
+}
+
+static void test_hmp(Fixture *f, gconstpointer data)
+{
+    g_autoptr(Client) c = client_ready(f);
+    g_autofree char *st = hmp(c, "info status");
+    g_assert_cmpstr(st, ==, "VM status: running\r\n");
+    f->vm.status = "paused";
+    g_autofree char *st2 = hmp(c, "  info   status ");
+    g_assert_cmpstr(st2, ==, "VM status: paused\r\n");
+    g_autofree char *regs = hmp(c, "info registers");
+    g_assert_cmpstr(regs, ==, "RIP=0000000000001000\r\nCPU=0\r\n");
+    g_autoptr(JsonNode) r1 = cmd_return(c, "{\"execute\": \"human-monitor-command\", \"arguments\": "
+                                           "{\"command-line\": \"info registers\", \"cpu-index\": 1}}");
+    g_assert_cmpstr(json_node_get_string(r1), ==, "RIP=0000000000001000\r\nCPU=1\r\n");
+    cmd_error(c, "{\"execute\": \"human-monitor-command\", \"arguments\": "
+                 "{\"command-line\": \"info registers\", \"cpu-index\": 2}}", "GenericError",
+              "Parameter 'cpu-index'");
+    g_autofree char *x = hmp(c, "x/2i $pc");
+    g_assert_cmpstr(x, ==, "0x1000: hlt\r\n0x1001: hlt\r\n");
+    g_autofree char *x2 = hmp(c, "x/1i 0x2000");
+    g_assert_cmpstr(x2, ==, "0x2000: hlt\r\n");
+    g_autofree char *x3 = hmp(c, "x/1i 0xdead");
+    g_assert_cmpstr(x3, ==, "Cannot access memory at 0xdead\r\n");
+    g_autofree char *x4 = hmp(c, "x/1i nowhere");
+    g_assert_true(g_str_has_prefix(x4, "x: invalid address"));
+    g_autofree char *u = hmp(c, "frobnicate 1 2");
+    g_assert_cmpstr(u, ==, "unknown command: 'frobnicate'\r\n");
+    g_autofree char *h = hmp(c, "help");
+    g_assert_nonnull(strstr(h, "info "));
+    g_autofree char *i = hmp(c, "info");
+    g_assert_nonnull(strstr(i, "info registers"));
+}
+
+static void test_chardev_block(Fixture *f, gconstpointer data)
+{
+    g_autofree char *dir = g_dir_make_tmp("test-qmp-XXXXXX", NULL);
+    g_autofree char *path = g_build_filename(dir, "qmp.sock", NULL);
+    g_autofree char *spec = g_strdup_printf("unix:%s,server=on,wait=off", path);
+    g_autoptr(GError) err = NULL;
+    g_assert_true(monitor_server_listen(f->s, spec, &err));
+    g_autoptr(Client) c = client_ready(f);
+    g_autoptr(JsonNode) cd = cmd_return(c, "{\"execute\": \"query-chardev\"}");
+    JsonArray *a = json_node_get_array(cd);
+    g_assert_cmpuint(json_array_get_length(a), ==, 2);
+    JsonObject *s0 = json_array_get_object_element(a, 0);
+    g_assert_cmpstr(json_object_get_string_member(s0, "label"), ==, "serial0");
+    g_assert_cmpstr(json_object_get_string_member(s0, "filename"), ==, "stdio");
+    g_assert_true(json_object_get_boolean_member(s0, "frontend-open"));
+    JsonObject *m0 = json_array_get_object_element(a, 1);
+    g_assert_cmpstr(json_object_get_string_member(m0, "label"), ==, "compat_monitor0");
+    g_autofree char *fn = g_strdup_printf("unix:%s,server=on", path);
+    g_assert_cmpstr(json_object_get_string_member(m0, "filename"), ==, fn);
+    g_autoptr(JsonNode) blk = cmd_return(c, "{\"execute\": \"query-block\"}");
+    g_assert_cmpuint(json_array_get_length(json_node_get_array(blk)), ==, 0);
+    monitor_server_free(f->s);
+    f->s = monitor_server_new(&fake_ops, &f->vm);
+    g_rmdir(dir);
+}
+
+/* -chardev socket,fd=N: only a listening socket is accepted, and then served. */
+static void test_listen_fd(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GError) err = NULL;
+    int p[2];
+    g_assert_cmpint(pipe(p), ==, 0);
+    g_assert_false(monitor_server_listen_fd(f->s, "c", p[0], &err));
+    g_assert_nonnull(strstr(err->message, "not a socket"));
+    g_clear_error(&err);
+    close(p[0]);
+    close(p[1]);
+    int sv[2];
+    g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), ==, 0);
+    g_assert_false(monitor_server_listen_fd(f->s, "c", sv[0], &err));
+    g_assert_nonnull(strstr(err->message, "not listening"));
+    g_clear_error(&err);
+    close(sv[0]);
+    close(sv[1]);
+
+    g_autofree char *dir = g_dir_make_tmp("test-qmp-XXXXXX", NULL);
+    g_autofree char *path = g_build_filename(dir, "qmp.sock", NULL);
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    g_strlcpy(sa.sun_path, path, sizeof(sa.sun_path));
+    int l = socket(AF_UNIX, SOCK_STREAM, 0);
+    g_assert_cmpint(bind(l, (struct sockaddr *)&sa, sizeof(sa)), ==, 0);
+    g_assert_cmpint(listen(l, 1), ==, 0);
+    g_assert_true(monitor_server_listen_fd(f->s, "c", l, &err));
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    g_assert_cmpint(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), ==, 0);
+    g_autoptr(Client) c = client_new_fd(fd);
+    g_autoptr(JsonObject) greeting = client_read(c);
+    g_assert_true(json_object_has_member(greeting, "QMP"));
+    monitor_server_free(f->s);
+    f->s = monitor_server_new(&fake_ops, &f->vm);
+    g_unlink(path);
+    g_rmdir(dir);
+}
+
 static void test_addresses(void)
 {
     static const char *const good[] = {
@@ -583,6 +782,10 @@ int main(int argc, char **argv)
     T("vanish", test_vanish);
     T("events", test_events);
     T("listen-unix", test_listen_unix);
+    T("getfd", test_getfd);
+    T("hmp", test_hmp);
+    T("chardev-block", test_chardev_block);
+    T("listen-fd", test_listen_fd);
 #undef T
     g_test_add_func("/qmp/addresses", test_addresses);
     return g_test_run();
