@@ -211,7 +211,9 @@ static void send_error(Monitor *m, const char *fmt, ...)
     va_end(ap);
     JsonObject *e = json_object_new();
     json_object_set_string_member(e, "class", "GenericError");
-    json_object_set_string_member(e, "desc", desc);
+    /* The text may quote client input (a parser message): keep the reply valid UTF-8. */
+    g_autofree char *valid = g_utf8_make_valid(desc, -1);
+    json_object_set_string_member(e, "desc", valid);
     JsonObject *r = json_object_new();
     json_object_set_object_member(r, "error", e);
     send_object(m, r);

@@ -467,7 +467,9 @@ static JsonObject *error_reply(const GError *err)
 {
     JsonObject *e = json_object_new();
     json_object_set_string_member(e, "class", monitor_error_class(err));
-    json_object_set_string_member(e, "desc", err->message);
+    /* Messages may quote what the client sent (a command or parameter name). */
+    g_autofree char *desc = g_utf8_make_valid(err->message, -1);
+    json_object_set_string_member(e, "desc", desc);
     JsonObject *r = json_object_new();
     json_object_set_object_member(r, "error", e);
     return r;

@@ -19,6 +19,10 @@ def cmd_path(args):
         "guest-kernel": lambda: index["guests"][name]["kernel"],
         "guest-modules": lambda: index["guests"][name]["modules"],
     }
+    # A Python package's directory for PYTHONPATH: "rig path qemu-qmp".
+    if args.key in index.get("python", {}):
+        print(index["python"][args.key]["path"])
+        return 0
     if kind not in table:
         print(f"rig path: unknown key {args.key!r}", file=sys.stderr)
         return 2
