@@ -8,6 +8,7 @@ GQuark monitor_error_quark(void);
 typedef enum {
     MONITOR_ERROR_GENERIC,           /* GenericError */
     MONITOR_ERROR_COMMAND_NOT_FOUND, /* CommandNotFound */
+    MONITOR_ERROR_DEVICE_NOT_FOUND, /* "DeviceNotFound": no device has that id */
 } MonitorErrorCode;
 
 const char *monitor_error_class(const GError *err);

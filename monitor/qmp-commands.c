@@ -284,6 +284,17 @@ static bool closefd(Monitor *m, JsonObject *args, JsonNode **ret, GError **err)
     return true;
 }
 
+/*
+ * Built-in devices have no ids and none can be added yet, so every id names
+ * no device: QEMU's answer for an unknown id.
+ */
+static bool device_del(Monitor *m, JsonObject *args, JsonNode **ret, GError **err)
+{
+    g_set_error(err, MONITOR_ERROR, MONITOR_ERROR_DEVICE_NOT_FOUND, "Device '%s' not found",
+                json_object_get_string_member(args, "id"));
+    return false;
+}
+
 /* HMP errors are part of the text, as in QEMU: only a bad cpu-index is a QMP error. */
 static bool human_monitor_command(Monitor *m, JsonObject *args, JsonNode **ret, GError **err)
 {
@@ -339,6 +350,7 @@ static bool query_block(Monitor *m, JsonObject *args, JsonNode **ret, GError **e
 }
 
 static const QmpArg fdname_args[] = { { "fdname", ARG_STR }, { NULL } };
+static const QmpArg id_args[] = { { "id", ARG_STR }, { NULL } };
 static const QmpArg hmp_args[] = { { "command-line", ARG_STR }, { "cpu-index", ARG_INT, true }, { NULL } };
 static const QmpArg pmemsave_args[] = {
     { "val", ARG_INT }, { "size", ARG_INT }, { "filename", ARG_STR }, { NULL },
@@ -368,6 +380,7 @@ static const QmpCommand commands[] = {
     { "human-monitor-command", human_monitor_command, hmp_args },
     { "query-chardev", query_chardev },
     { "query-block", query_block },
+    { "device_del", device_del, id_args },
     { NULL },
 };
 
@@ -457,8 +470,13 @@ static bool check_args(const QmpCommand *c, JsonObject *args, GError **err)
 
 const char *monitor_error_class(const GError *err)
 {
-    if (err->domain == MONITOR_ERROR && err->code == MONITOR_ERROR_COMMAND_NOT_FOUND) {
-        return "CommandNotFound";
+    static const char *const classes[] = {
+        [MONITOR_ERROR_COMMAND_NOT_FOUND] = "CommandNotFound",
+        [MONITOR_ERROR_DEVICE_NOT_FOUND] = "DeviceNotFound",
+    };
+    if (err->domain == MONITOR_ERROR && err->code >= 0 && (size_t)err->code < G_N_ELEMENTS(classes) &&
+        classes[err->code]) {
+        return classes[err->code];
     }
     return "GenericError";
 }

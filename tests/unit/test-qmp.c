@@ -286,6 +286,8 @@ static void test_errors(Fixture *f, gconstpointer data)
 {
     g_autoptr(Client) c = client_ready(f);
     cmd_error(c, "{\"execute\": \"no-such\"}", "CommandNotFound", "The command no-such has not been found");
+    cmd_error(c, "{\"execute\": \"device_del\", \"arguments\": {\"id\": \"net0\"}}", "DeviceNotFound",
+              "Device 'net0' not found");
     cmd_error(c, "{\"arguments\": {}}", "GenericError", "QMP input lacks member 'execute'");
     cmd_error(c, "{\"execute\": 42}", "GenericError", "QMP input member 'execute' must be a string");
     cmd_error(c, "{\"execute\": null}", "GenericError", "QMP input member 'execute' must be a string");
