@@ -40,6 +40,23 @@ static void set_str(char **field, const char *value)
     *field = g_strdup(value);
 }
 
+/*
+ * Parse "-OPT ARG" as key=val pairs (@implied names a leading bare value) and
+ * refuse keys not in @known; errors quote the option as typed, its argument,
+ * and @what (the option's canonical name).
+ */
+static GHashTable *parse_opts(const char *opt, const char *arg, const char *implied,
+                              const char *const *known, const char *what, GError **err)
+{
+    g_autoptr(GError) local = NULL;
+    g_autoptr(GHashTable) kv = keyval_parse(arg, implied, &local);
+    if (!kv || !keyval_check_keys(kv, known, what, &local)) {
+        bad(err, opt, arg, "%s", local->message);
+        return NULL;
+    }
+    return g_steal_pointer(&kv);
+}
+
 static gboolean opt_accel(VmConfig *cfg, const char *opt, const char *arg, GError **err)
 {
     g_autoptr(GError) local = NULL;
@@ -68,14 +85,10 @@ static gboolean opt_enable_kvm(VmConfig *cfg, const char *opt, const char *arg, 
 
 static gboolean opt_machine(VmConfig *cfg, const char *opt, const char *arg, GError **err)
 {
-    g_autoptr(GError) local = NULL;
-    g_autoptr(GHashTable) kv = keyval_parse(arg, "type", &local);
-    if (!kv) {
-        return bad(err, opt, arg, "%s", local->message);
-    }
     static const char *const known[] = { "type", "accel", NULL };
-    if (!keyval_check_keys(kv, known, "-machine", &local)) {
-        return bad(err, opt, arg, "%s", local->message);
+    g_autoptr(GHashTable) kv = parse_opts(opt, arg, "type", known, "-machine", err);
+    if (!kv) {
+        return FALSE;
     }
     if (g_hash_table_contains(kv, "accel") && !opt_accel(cfg, opt, g_hash_table_lookup(kv, "accel"), err)) {
         return FALSE;
@@ -95,13 +108,10 @@ static gboolean opt_cpu(VmConfig *cfg, const char *opt, const char *arg, GError 
 static gboolean opt_m(VmConfig *cfg, const char *opt, const char *arg, GError **err)
 {
     g_autoptr(GError) local = NULL;
-    g_autoptr(GHashTable) kv = keyval_parse(arg, "size", &local);
-    if (!kv) {
-        return bad(err, opt, arg, "%s", local->message);
-    }
     static const char *const known[] = { "size", NULL };
-    if (!keyval_check_keys(kv, known, "-m", &local)) {
-        return bad(err, opt, arg, "%s", local->message);
+    g_autoptr(GHashTable) kv = parse_opts(opt, arg, "size", known, "-m", err);
+    if (!kv) {
+        return FALSE;
     }
     const char *size = g_hash_table_lookup(kv, "size");
     uint64_t bytes;
@@ -131,14 +141,10 @@ static gboolean smp_number(const char *opt, const char *arg, const char *key, co
 
 static gboolean opt_smp(VmConfig *cfg, const char *opt, const char *arg, GError **err)
 {
-    g_autoptr(GError) local = NULL;
-    g_autoptr(GHashTable) kv = keyval_parse(arg, "cpus", &local);
-    if (!kv) {
-        return bad(err, opt, arg, "%s", local->message);
-    }
     static const char *const known[] = { "cpus", "sockets", "cores", "threads", "maxcpus", NULL };
-    if (!keyval_check_keys(kv, known, "-smp", &local)) {
-        return bad(err, opt, arg, "%s", local->message);
+    g_autoptr(GHashTable) kv = parse_opts(opt, arg, "cpus", known, "-smp", err);
+    if (!kv) {
+        return FALSE;
     }
     static const char *const keys[] = { "cpus", "sockets", "cores", "threads", "maxcpus" };
     unsigned v[G_N_ELEMENTS(keys)] = { 0 };
@@ -223,14 +229,10 @@ FLAG_OPTION(opt_S, start_paused)
 
 static gboolean opt_name(VmConfig *cfg, const char *opt, const char *arg, GError **err)
 {
-    g_autoptr(GError) local = NULL;
-    g_autoptr(GHashTable) kv = keyval_parse(arg, "guest", &local);
-    if (!kv) {
-        return bad(err, opt, arg, "%s", local->message);
-    }
     static const char *const known[] = { "guest", "process", "debug-threads", NULL };
-    if (!keyval_check_keys(kv, known, "-name", &local)) {
-        return bad(err, opt, arg, "%s", local->message);
+    g_autoptr(GHashTable) kv = parse_opts(opt, arg, "guest", known, "-name", err);
+    if (!kv) {
+        return FALSE;
     }
     set_str(&cfg->name, g_hash_table_lookup(kv, "guest"));
     return TRUE;
@@ -329,14 +331,10 @@ static gboolean opt_chardev(VmConfig *cfg, const char *opt, const char *arg, GEr
 
 static gboolean opt_mon(VmConfig *cfg, const char *opt, const char *arg, GError **err)
 {
-    g_autoptr(GError) local = NULL;
-    g_autoptr(GHashTable) kv = keyval_parse(arg, "chardev", &local);
-    if (!kv) {
-        return bad(err, opt, arg, "%s", local->message);
-    }
     static const char *const known[] = { "chardev", "mode", "pretty", NULL };
-    if (!keyval_check_keys(kv, known, "-mon", &local)) {
-        return bad(err, opt, arg, "%s", local->message);
+    g_autoptr(GHashTable) kv = parse_opts(opt, arg, "chardev", known, "-mon", err);
+    if (!kv) {
+        return FALSE;
     }
     const char *chardev = g_hash_table_lookup(kv, "chardev");
     const char *mode = g_hash_table_lookup(kv, "mode");
