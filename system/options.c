@@ -351,6 +351,91 @@ static gboolean opt_mon(VmConfig *cfg, const char *opt, const char *arg, GError 
     return TRUE;
 }
 
+static void vm_opt_free(gpointer p)
+{
+    VmOpt *o = p;
+    g_free(o->option);
+    g_free(o->text);
+    g_hash_table_unref(o->kv);
+    g_free(o);
+}
+
+bool vm_opt_error(const VmOpt *opt, GError **err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    g_autofree char *why = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "-%s %s: %s", opt->option, opt->text, why);
+    return false;
+}
+
+bool vm_opt_check_keys(const VmOpt *opt, const char *const *known, GError **err)
+{
+    g_autoptr(GError) local = NULL;
+    g_autofree char *what = g_strdup_printf("-%s", opt->option);
+    if (!keyval_check_keys(opt->kv, known, what, &local)) {
+        return vm_opt_error(opt, err, "%s", local->message);
+    }
+    return true;
+}
+
+const char *vm_opt_get(const VmOpt *opt, const char *key)
+{
+    return g_hash_table_lookup(opt->kv, key);
+}
+
+bool vm_opt_get_bool(const VmOpt *opt, const char *key, bool def, bool *out, GError **err)
+{
+    const char *v = vm_opt_get(opt, key);
+    gboolean b = def;
+    g_autoptr(GError) local = NULL;
+    if (v && !keyval_bool(key, v, &b, &local)) {
+        return vm_opt_error(opt, err, "%s", local->message);
+    }
+    *out = b;
+    return true;
+}
+
+const VmOpt *vm_opt_find(GPtrArray *list, const char *key, const char *value)
+{
+    for (guint i = 0; i < list->len; i++) {
+        const VmOpt *o = list->pdata[i];
+        if (g_strcmp0(vm_opt_get(o, key), value) == 0) {
+            return o;
+        }
+    }
+    return NULL;
+}
+
+/* Options whose keys their consumer checks: only the syntax is checked here. */
+static gboolean collect(GPtrArray *list, const char *implied, const char *opt, const char *arg, GError **err)
+{
+    g_autoptr(GError) local = NULL;
+    GHashTable *kv = keyval_parse(arg, implied, &local);
+    if (!kv) {
+        return bad(err, opt, arg, "%s", local->message);
+    }
+    VmOpt *o = g_new0(VmOpt, 1);
+    o->option = g_strdup(opt);
+    o->text = g_strdup(arg);
+    o->kv = kv;
+    g_ptr_array_add(list, o);
+    return TRUE;
+}
+
+#define COLLECT_OPTION(fn_name, field, implied)                                         \
+    static gboolean fn_name(VmConfig *cfg, const char *opt, const char *arg, GError **err) \
+    {                                                                                   \
+        return collect(cfg->field, implied, opt, arg, err);                             \
+    }
+COLLECT_OPTION(opt_device, devices, "driver")
+COLLECT_OPTION(opt_drive, drives, NULL)
+COLLECT_OPTION(opt_blockdev, blockdevs, NULL)
+COLLECT_OPTION(opt_netdev, netdevs, "type")
+COLLECT_OPTION(opt_nic, nics, "type")
+COLLECT_OPTION(opt_object, objects, "qom-type")
+
 static gboolean opt_version(VmConfig *cfg, const char *opt, const char *arg, GError **err)
 {
     cfg->action = VM_ACTION_VERSION;
@@ -386,6 +471,13 @@ static const OptionDesc options[] = {
     { "chardev", "socket,id=ID,path=PATH|fd=N,server=on,wait=off", opt_chardev,
       "a socket for -mon (may be repeated)" },
     { "mon", "chardev=ID,mode=control", opt_mon, "serve QMP on chardev ID" },
+    { "device", "DRIVER[,prop=value...]", opt_device, "add a device (virtio-blk-pci, virtio-net-pci, ...)" },
+    { "drive", "file=FILE[,if=virtio|none][,format=raw][,id=ID][,readonly=on][,cache=...]", opt_drive,
+      "a disk image, and with if=virtio its device" },
+    { "blockdev", "driver=raw|file,node-name=NAME,...", opt_blockdev, "a block node for -device ...,drive=NAME" },
+    { "netdev", "user|tap,id=ID[,...]", opt_netdev, "a network backend for -device ...,netdev=ID" },
+    { "nic", "user|tap[,model=virtio-net-pci][,...]", opt_nic, "a network backend and its NIC" },
+    { "object", "TYPE,id=ID[,...]", opt_object, "a backend object (rng-random)" },
     { "S", NULL, opt_S, "do not start the vCPUs until 'cont'" },
     { "version", NULL, opt_version, "print the version and exit" },
     { "h", NULL, opt_help, "print this help and exit" },
@@ -414,6 +506,10 @@ VmConfig *vm_config_new(void)
     cfg->qmp = g_ptr_array_new_with_free_func(g_free);
     cfg->chardevs = g_ptr_array_new_with_free_func(chardev_free);
     cfg->mons = g_ptr_array_new_with_free_func(mon_free);
+    GPtrArray **lists[] = { &cfg->devices, &cfg->drives, &cfg->blockdevs, &cfg->netdevs, &cfg->nics, &cfg->objects };
+    for (size_t i = 0; i < G_N_ELEMENTS(lists); i++) {
+        *lists[i] = g_ptr_array_new_with_free_func(vm_opt_free);
+    }
     return cfg;
 }
 
@@ -432,6 +528,10 @@ void vm_config_free(VmConfig *cfg)
     g_ptr_array_unref(cfg->qmp);
     g_ptr_array_unref(cfg->chardevs);
     g_ptr_array_unref(cfg->mons);
+    GPtrArray *lists[] = { cfg->devices, cfg->drives, cfg->blockdevs, cfg->netdevs, cfg->nics, cfg->objects };
+    for (size_t i = 0; i < G_N_ELEMENTS(lists); i++) {
+        g_ptr_array_unref(lists[i]);
+    }
     g_free(cfg->display);
     g_free(cfg->name);
     g_free(cfg->pidfile);

@@ -13,6 +13,7 @@
 #include "hw/acpi/acpi-tables.h"
 #include "hw/acpi/pm.h"
 #include "hw/char/serial.h"
+#include "hw/core/device.h"
 #include "hw/i386/x86-boot.h"
 #include "hw/input/i8042.h"
 #include "hw/misc/port92.h"
@@ -62,6 +63,7 @@ typedef struct PcMachine {
     Port92 *port92;
     AcpiPm *pm;
     PciHost *pci;
+    DeviceContext devices; /* -device and the devices other options imply */
 } PcMachine;
 
 static PcMachine *pc_of(Machine *m)
@@ -253,6 +255,10 @@ static bool create_devices(PcMachine *pc, GError **err)
     if (!pc->pci) {
         return false;
     }
+    pc->devices = (DeviceContext){ m, pci_host_bus(pc->pci), pc->cfg, g_ptr_array_new() };
+    if (!device_create_all(&pc->devices, pc->cfg->devices, err)) {
+        return false;
+    }
     /* CMOS memory size fields, for guests that still read them. */
     uint64_t ext_kb = MIN((pc->below_4g - MiB) >> 10, 0xffffULL);
     uint64_t high_64k = pc->below_4g > 16 * MiB ? MIN((pc->below_4g - 16 * MiB) >> 16, 0xffffULL) : 0;
@@ -276,6 +282,10 @@ static void pc_destroy(Machine *m)
         return;
     }
     destroy_kvm(pc);
+    if (pc->devices.created) {
+        device_destroy_all(pc->devices.created);
+        g_ptr_array_unref(pc->devices.created);
+    }
     pci_host_free(pc->pci);
     acpi_pm_free(pc->pm);
     port92_free(pc->port92);

@@ -1,6 +1,7 @@
 /* The qemu-system command line, parsed into a machine configuration. */
 #pragma once
 #include <glib.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef enum {
@@ -21,6 +22,18 @@ typedef struct VmMonitor {
     char *chardev;
 } VmMonitor;
 
+/*
+ * An option whose keys belong to the subsystem that consumes it (-device,
+ * -drive, -blockdev, -netdev, -nic, -object): the command line only splits
+ * it into key=val pairs; the consumer checks them when the machine is built
+ * and names the option in its errors with vm_opt_error().
+ */
+typedef struct VmOpt {
+    char *option; /* "device", without the dash */
+    char *text;   /* the argument as typed */
+    GHashTable *kv;
+} VmOpt;
+
 typedef struct VmConfig {
     VmAction action;
     char *accel;        /* "kvm" */
@@ -36,6 +49,13 @@ typedef struct VmConfig {
     GPtrArray *qmp;     /* -qmp addresses, checked by monitor_address_check() */
     GPtrArray *chardevs; /* VmChardev */
     GPtrArray *mons;    /* VmMonitor, each naming one of @chardevs (checked after parsing) */
+    /* VmOpt lists, in command-line order. */
+    GPtrArray *devices;   /* -device DRIVER,... (key "driver") */
+    GPtrArray *drives;    /* -drive */
+    GPtrArray *blockdevs; /* -blockdev */
+    GPtrArray *netdevs;   /* -netdev TYPE,... (key "type") */
+    GPtrArray *nics;      /* -nic TYPE,... (key "type") */
+    GPtrArray *objects;   /* -object TYPE,... (key "qom-type") */
 } VmConfig;
 
 VmConfig *vm_config_new(void);
@@ -48,6 +68,20 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(VmConfig, vm_config_free)
  * option and the value that was wrong.
  */
 gboolean vm_config_parse(VmConfig *cfg, int argc, char **argv, GError **err);
+
+/*
+ * Fail with one line: "-OPTION TEXT: WHY". Always returns false, so a
+ * consumer can write `return vm_opt_error(opt, err, "...")`.
+ */
+bool vm_opt_error(const VmOpt *opt, GError **err, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+/* Check @opt's keys against the NULL-terminated @known; false with vm_opt_error() otherwise. */
+bool vm_opt_check_keys(const VmOpt *opt, const char *const *known, GError **err);
+/* The value of @key, or NULL. */
+const char *vm_opt_get(const VmOpt *opt, const char *key);
+/* @key as on/off (absent: @def); false with an error naming the option. */
+bool vm_opt_get_bool(const VmOpt *opt, const char *key, bool def, bool *out, GError **err);
+/* The first VmOpt of @list whose @key is @value, or NULL (e.g. a -netdev by id). */
+const VmOpt *vm_opt_find(GPtrArray *list, const char *key, const char *value);
 
 const VmChardev *vm_config_find_chardev(const VmConfig *cfg, const char *id);
 
