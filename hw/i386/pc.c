@@ -9,6 +9,7 @@
 #define G_LOG_DOMAIN "pc"
 #include "hw/i386/pc.h"
 #include "accel/kvm.h"
+#include "block/block.h"
 #include "chardev/chardev.h"
 #include "hw/acpi/acpi-tables.h"
 #include "hw/acpi/pm.h"
@@ -257,6 +258,11 @@ static bool create_devices(PcMachine *pc, GError **err)
     }
     pc->devices = (DeviceContext){ m, pci_host_bus(pc->pci), pc->cfg, g_ptr_array_new() };
     if (!device_create_all(&pc->devices, pc->cfg->devices, err)) {
+        return false;
+    }
+    /* As in QEMU, the disks -drive if=virtio implies come after the -device ones. */
+    g_autoptr(GPtrArray) implied = block_drive_implied_devices(pc->cfg, err);
+    if (!implied || !device_create_all(&pc->devices, implied, err)) {
         return false;
     }
     /* CMOS memory size fields, for guests that still read them. */
