@@ -19,7 +19,6 @@
 
 #define SECTOR_SIZE 512u
 #define PCI_CLASS_STORAGE_SCSI 0x010000 /* what QEMU's virtio-blk-pci reports */
-#define DEFAULT_QUEUE_SIZE 256
 /* One segment per discard or write-zeroes request, as in QEMU; a large range in one. */
 #define MAX_DISCARD_SECTORS (UINT32_MAX / SECTOR_SIZE)
 
@@ -32,6 +31,7 @@ typedef struct VirtioBlk {
     struct virtio_blk_config config;
     GThread *thread;
     int stop_fd; /* eventfd: ops->stop wakes the I/O thread to end it */
+    gint io_error_logged;
 } VirtioBlk;
 
 typedef struct BlkRequest {
@@ -82,8 +82,10 @@ static void complete(BlkRequest *req, uint8_t status)
 static void request_done(void *opaque, int ret)
 {
     BlkRequest *req = opaque;
-    if (ret < 0) {
-        g_debug("%s: request failed: %s", req->s->vdev.name, g_strerror(-ret));
+    /* The guest sees IOERR for each; the host's log gets the first, not a flood. */
+    if (ret < 0 && g_atomic_int_compare_and_exchange(&req->s->io_error_logged, 0, 1)) {
+        g_warning("%s: host I/O error on '%s': %s (the guest gets an I/O error; further ones are not logged)",
+                  req->s->vdev.name, block_backend_filename(req->s->blk), g_strerror(-ret));
     }
     complete(req, ret < 0 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK);
 }
@@ -118,7 +120,8 @@ static void discard_or_zeroes(VirtioBlk *s, BlkRequest *req, uint32_t type)
     struct virtio_blk_discard_write_zeroes seg;
     size_t len = elem->out_len - sizeof(struct virtio_blk_outhdr);
     bool zeroes = type == VIRTIO_BLK_T_WRITE_ZEROES;
-    if (!(zeroes ? s->write_zeroes : s->discard) || len != sizeof(seg)) {
+    if (!virtio_has_feature(&s->vdev, zeroes ? VIRTIO_BLK_F_WRITE_ZEROES : VIRTIO_BLK_F_DISCARD) ||
+        len != sizeof(seg)) {
         complete(req, VIRTIO_BLK_S_UNSUPP);
         return;
     }
@@ -273,10 +276,37 @@ static const VirtioDeviceOps virtio_blk_ops = {
     .stop = virtio_blk_stop,
 };
 
-static void virtio_blk_destroy(void *opaque)
+VirtioDevice *virtio_blk_new(Machine *m, BlockBackend *blk, const VirtioBlkConf *conf)
 {
-    VirtioBlk *s = opaque;
-    virtio_pci_free(s->pci);
+    g_assert(conf->queue_size >= 4 && conf->queue_size <= VIRTIO_QUEUE_MAX_SIZE);
+    VirtioBlk *s = g_new0(VirtioBlk, 1);
+    s->blk = blk;
+    s->discard = conf->discard;
+    s->write_zeroes = conf->write_zeroes;
+    s->serial = g_strdup(conf->serial ? conf->serial : block_backend_serial(blk));
+    s->stop_fd = eventfd(0, EFD_CLOEXEC);
+    g_assert(s->stop_fd >= 0);
+    s->config = (struct virtio_blk_config){
+        .capacity = GUINT64_TO_LE(block_backend_size(blk) / SECTOR_SIZE),
+        .seg_max = GUINT32_TO_LE(conf->queue_size - 2), /* the header and the status take a descriptor each */
+        .blk_size = GUINT32_TO_LE(SECTOR_SIZE),
+        .num_queues = GUINT16_TO_LE(1),
+        .max_discard_sectors = GUINT32_TO_LE(MAX_DISCARD_SECTORS),
+        .max_discard_seg = GUINT32_TO_LE(1),
+        .discard_sector_alignment = GUINT32_TO_LE(1),
+        .max_write_zeroes_sectors = GUINT32_TO_LE(MAX_DISCARD_SECTORS),
+        .max_write_zeroes_seg = GUINT32_TO_LE(1),
+        .write_zeroes_may_unmap = 1,
+    };
+    virtio_device_init(&s->vdev, &virtio_blk_ops, m, "virtio-blk", sizeof(s->config), 1,
+                       (uint16_t)conf->queue_size);
+    virtqueue_take_notify_fd(virtio_queue(&s->vdev, 0));
+    return &s->vdev;
+}
+
+void virtio_blk_free(VirtioDevice *vdev)
+{
+    VirtioBlk *s = blk_of(vdev);
     virtio_device_cleanup(&s->vdev);
     block_backend_close(s->blk);
     close(s->stop_fd);
@@ -284,11 +314,17 @@ static void virtio_blk_destroy(void *opaque)
     g_free(s);
 }
 
+static void virtio_blk_destroy(void *opaque)
+{
+    VirtioBlk *s = opaque;
+    virtio_pci_free(s->pci);
+    virtio_blk_free(&s->vdev);
+}
+
 static bool parse_queue_size(const VmOpt *opt, unsigned *out, GError **err)
 {
     const char *v = vm_opt_get(opt, "queue-size");
     if (!v) {
-        *out = DEFAULT_QUEUE_SIZE;
         return true;
     }
     char *end;
@@ -315,42 +351,19 @@ static void *virtio_blk_create(const DeviceContext *ctx, const VmOpt *opt, uint8
             return NULL;
         }
     }
-    unsigned queue_size = DEFAULT_QUEUE_SIZE;
-    bool discard, write_zeroes;
-    if (!parse_queue_size(opt, &queue_size, err) || !vm_opt_get_bool(opt, "discard", true, &discard, err) ||
-        !vm_opt_get_bool(opt, "write-zeroes", true, &write_zeroes, err)) {
+    VirtioBlkConf conf = { .serial = vm_opt_get(opt, "serial"), .queue_size = VIRTIO_BLK_DEFAULT_QUEUE_SIZE };
+    if (!parse_queue_size(opt, &conf.queue_size, err) || !vm_opt_get_bool(opt, "discard", true, &conf.discard, err) ||
+        !vm_opt_get_bool(opt, "write-zeroes", true, &conf.write_zeroes, err)) {
         return NULL;
     }
     BlockBackend *blk = block_backend_open_by_id(ctx->cfg, opt, drive, err);
     if (!blk) {
         return NULL;
     }
-    VirtioBlk *s = g_new0(VirtioBlk, 1);
-    s->blk = blk;
-    s->discard = discard;
-    s->write_zeroes = write_zeroes;
-    const char *serial = vm_opt_get(opt, "serial");
-    s->serial = g_strdup(serial ? serial : block_backend_serial(blk));
-    s->stop_fd = eventfd(0, EFD_CLOEXEC);
-    g_assert(s->stop_fd >= 0);
-    s->config = (struct virtio_blk_config){
-        .capacity = GUINT64_TO_LE(block_backend_size(blk) / SECTOR_SIZE),
-        .seg_max = GUINT32_TO_LE(queue_size - 2), /* the header and the status take a descriptor each */
-        .blk_size = GUINT32_TO_LE(SECTOR_SIZE),
-        .num_queues = GUINT16_TO_LE(1),
-        .max_discard_sectors = GUINT32_TO_LE(MAX_DISCARD_SECTORS),
-        .max_discard_seg = GUINT32_TO_LE(1),
-        .discard_sector_alignment = GUINT32_TO_LE(1),
-        .max_write_zeroes_sectors = GUINT32_TO_LE(MAX_DISCARD_SECTORS),
-        .max_write_zeroes_seg = GUINT32_TO_LE(1),
-        .write_zeroes_may_unmap = 1,
-    };
-    virtio_device_init(&s->vdev, &virtio_blk_ops, ctx->machine, "virtio-blk-pci", sizeof(s->config), 1,
-                       (uint16_t)queue_size);
-    virtqueue_take_notify_fd(virtio_queue(&s->vdev, 0));
+    VirtioBlk *s = blk_of(virtio_blk_new(ctx->machine, blk, &conf));
     s->pci = virtio_pci_new(ctx, devfn, &s->vdev, "virtio-blk-pci", PCI_CLASS_STORAGE_SCSI, err);
     if (!s->pci) {
-        virtio_blk_destroy(s);
+        virtio_blk_free(&s->vdev);
         return NULL;
     }
     return s;
