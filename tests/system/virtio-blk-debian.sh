@@ -6,7 +6,8 @@
 #   1. -drive if=virtio,cache=none,discard=unmap,serial=...: the guest writes a
 #      token and 8 MiB of random data, syncs, trims, powers off;
 #   2. -blockdev (file node + raw node) with -device virtio-blk-pci: the guest
-#      reads both back;
+#      reads both back; a second disk whose file lies on a full 1 MiB tmpfs
+#      gives the guest I/O errors on writes, and Vireo carries on;
 #   3. -drive if=none,readonly=on with -device virtio-blk-pci: the disk is
 #      read-only in the guest, writes fail, the token is still there, and the
 #      image is unchanged byte for byte.
@@ -70,6 +71,10 @@ write)
 read)
 	echo "@root: token=$(cat /token.txt)"
 	md5sum -c /big.md5 >/dev/null && echo "@root: big file intact"
+	dd if=/dev/urandom of=/dev/vdb bs=1M count=4 oflag=direct 2>/dev/null && echo "@root: vdb write succeeded" ||
+		echo "@root: vdb write failed"
+	dmesg | grep -q "I/O error, dev vdb" && echo "@root: kernel saw an I/O error on vdb"
+	dd if=/dev/vdb of=/dev/null bs=64k count=16 iflag=direct 2>/dev/null && echo "@root: vdb still readable"
 	;;
 ro)
 	echo "@root: token=$(cat /token.txt)"
@@ -102,8 +107,10 @@ boot() {  # boot LABEL MODE VIREO-ARGS...
 	echo "mke2fs -q -t ext4 -L vireo-root -d '$work/tree' '$img' 64M"
 	echo "set +e"
 	boot write write -drive "file=$img,if=virtio,format=raw,cache=none,discard=unmap,serial=VIREO-SN-1"
+	echo "mkdir -p /tmp/tiny && mount -t tmpfs -o size=1m vireo-tiny /tmp/tiny && truncate -s 64M /tmp/tiny/full.img"
 	boot read read -blockdev "driver=file,node-name=f0,filename=$img" -blockdev "driver=raw,node-name=disk0,file=f0" \
-		-device "virtio-blk-pci,drive=disk0,serial=VIREO-SN-2"
+		-device "virtio-blk-pci,drive=disk0,serial=VIREO-SN-2" -drive "file=/tmp/tiny/full.img,if=virtio,format=raw"
+	echo "umount /tmp/tiny"
 	echo "before=\$(md5sum < '$img')"
 	boot ro ro -drive "file=$img,if=none,id=d0,format=raw,readonly=on" -device "virtio-blk-pci,drive=d0"
 	echo "after=\$(md5sum < '$img')"
@@ -134,6 +141,10 @@ expect "$w" "@root: wrote token" "write: the token was written and synced"
 expect "$r" "@root: serial=VIREO-SN-2 ro=0" "read: the guest sees -device serial= (-blockdev form)"
 expect "$r" "@root: token=$token\$" "read: the token is there after a power cycle"
 expect "$r" "@root: big file intact" "read: 8 MiB of random data read back with the same md5"
+expect "$r" "@root: vdb write failed" "read: writes to a disk whose host file system is full fail in the guest"
+expect "$r" "@root: kernel saw an I/O error on vdb" "read: the guest kernel reports an I/O error on vdb"
+expect "$r" "@root: vdb still readable" "read: the disk still answers reads after the errors"
+expect "$r" "host I/O error on '/tmp/tiny/full.img': No space left on device" "read: Vireo logs the host error once"
 expect "$o" "@root: serial= ro=1" "ro: the guest sees a read-only disk"
 expect "$o" "@root: /dev/vda / ext4 ro" "ro: root mounted read-only"
 expect "$o" "@root: token=$token\$" "ro: the token is still there"
