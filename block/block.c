@@ -142,6 +142,11 @@ uint64_t block_backend_size(const BlockBackend *blk)
     return blk->size;
 }
 
+unsigned block_backend_block_size(const BlockBackend *blk)
+{
+    return MAX(blk->align, 512u);
+}
+
 bool block_backend_read_only(const BlockBackend *blk)
 {
     return blk->conf.read_only;

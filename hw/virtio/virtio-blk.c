@@ -289,7 +289,7 @@ VirtioDevice *virtio_blk_new(Machine *m, BlockBackend *blk, const VirtioBlkConf 
     s->config = (struct virtio_blk_config){
         .capacity = GUINT64_TO_LE(block_backend_size(blk) / SECTOR_SIZE),
         .seg_max = GUINT32_TO_LE(conf->queue_size - 2), /* the header and the status take a descriptor each */
-        .blk_size = GUINT32_TO_LE(SECTOR_SIZE),
+        .blk_size = GUINT32_TO_LE(block_backend_block_size(blk)), /* sectors stay 512 bytes in requests */
         .num_queues = GUINT16_TO_LE(1),
         .max_discard_sectors = GUINT32_TO_LE(MAX_DISCARD_SECTORS),
         .max_discard_seg = GUINT32_TO_LE(1),

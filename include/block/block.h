@@ -45,6 +45,8 @@ void block_backend_close(BlockBackend *blk);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(BlockBackend, block_backend_close)
 
 uint64_t block_backend_size(const BlockBackend *blk); /* bytes */
+/* The smallest unit of I/O: 512, or 4096 for O_DIRECT on a device with 4 KiB sectors. */
+unsigned block_backend_block_size(const BlockBackend *blk);
 bool block_backend_read_only(const BlockBackend *blk);
 /* The write cache is on (writeback); off for writethrough and directsync. */
 bool block_backend_writeback(const BlockBackend *blk);
