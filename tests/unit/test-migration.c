@@ -4,6 +4,7 @@
  * truncated, corrupted or foreign stream is refused with a clear error
  * at every byte position.
  */
+#include "migration/ram.h"
 #include "migration/stream.h"
 #include "migration/vmstate.h"
 #include "util/crc32c.h"
@@ -268,6 +269,65 @@ static void test_stream_foreign(void)
     g_assert_cmpstr(err->message, ==, "not a Vireo migration stream (bad magic)");
 }
 
+static void test_ram_round_trip(void)
+{
+    enum { PAGES = 600 }; /* three sections, the last partial */
+    g_autofree uint8_t *src = g_malloc0(PAGES * RAM_PAGE_SIZE);
+    for (unsigned i = 0; i < PAGES; i += 3) {
+        memset(src + i * RAM_PAGE_SIZE + (i % RAM_PAGE_SIZE), i & 0xff ? i & 0xff : 1, 1);
+    }
+    RamBlock from = { "pc.ram", src, PAGES * RAM_PAGE_SIZE };
+    g_autoptr(MigWriter) w = mig_writer_new(-1);
+    RamStats saved = { 0 };
+    ram_save_all(w, &from, 1, &saved);
+    mig_write_end(w);
+    g_assert_cmpuint(saved.pages, ==, PAGES);
+    g_assert_cmpuint(saved.zero_pages, ==, PAGES - PAGES / 3);
+    g_autoptr(GBytes) data = mig_writer_data(w);
+    /* Zero pages cost a byte: the stream is about a third of the RAM. */
+    g_assert_cmpuint(g_bytes_get_size(data), <, PAGES / 3 * RAM_PAGE_SIZE + 4096);
+
+    for (int fresh = 0; fresh < 2; fresh++) {
+        g_autofree uint8_t *dst = g_malloc(PAGES * RAM_PAGE_SIZE);
+        memset(dst, fresh ? 0 : 0xaa, PAGES * RAM_PAGE_SIZE);
+        RamBlock to = { "pc.ram", dst, PAGES * RAM_PAGE_SIZE };
+        g_autoptr(MigReader) r = mig_reader_new_bytes(data);
+        MigSection sec;
+        g_autoptr(GError) err = NULL;
+        unsigned sections = 0;
+        while (mig_read_section(r, &sec, &err) && sec.kind == MIG_SECTION_RAM) {
+            g_assert_true(ram_load_section(&sec, &to, 1, fresh, NULL, &err));
+            mig_section_clear(&sec);
+            sections++;
+        }
+        g_assert_no_error(err);
+        g_assert_cmpuint(sections, ==, 3);
+        g_assert_cmpmem(src, PAGES * RAM_PAGE_SIZE, dst, PAGES * RAM_PAGE_SIZE);
+    }
+}
+
+static void test_ram_refusals(void)
+{
+    uint8_t small[4 * RAM_PAGE_SIZE] = { 1 };
+    RamBlock big = { "pc.ram", g_malloc0(8 * RAM_PAGE_SIZE), 8 * RAM_PAGE_SIZE };
+    g_autoptr(MigWriter) w = mig_writer_new(-1);
+    ram_save_pages(w, &big, 4, 4, NULL);
+    g_autoptr(GBytes) data = mig_writer_data(w);
+    g_free(big.host);
+    MigSection sec;
+    g_autoptr(GError) err = NULL;
+    g_autoptr(MigReader) r = mig_reader_new_bytes(data);
+    g_assert_true(mig_read_section(r, &sec, &err));
+    RamBlock to = { "pc.ram", small, sizeof(small) };
+    g_assert_false(ram_load_section(&sec, &to, 1, false, NULL, &err));
+    g_assert_cmpstr(err->message, ==, "RAM block 'pc.ram': pages 4+4 lie outside its 4 pages");
+    g_clear_error(&err);
+    RamBlock other = { "other", small, sizeof(small) };
+    g_assert_false(ram_load_section(&sec, &other, 1, false, NULL, &err));
+    g_assert_cmpstr(err->message, ==, "the migration stream has RAM block 'pc.ram', this VM has not");
+    mig_section_clear(&sec);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -281,5 +341,7 @@ int main(int argc, char **argv)
     g_test_add_func("/migration/stream/truncated-everywhere", test_stream_truncated_everywhere);
     g_test_add_func("/migration/stream/every-bit-flip-detected", test_stream_every_bit_flip_detected);
     g_test_add_func("/migration/stream/foreign", test_stream_foreign);
+    g_test_add_func("/migration/ram/round-trip", test_ram_round_trip);
+    g_test_add_func("/migration/ram/refusals", test_ram_refusals);
     return g_test_run();
 }
