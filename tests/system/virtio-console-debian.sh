@@ -21,6 +21,6 @@ python3 '$src/tests/system/virtio-console-debian.py' qemu '$work/initrd' '$kerne
 q=\$?
 echo "=== status vireo=\$v qemu=\$q"
 EOF
-"$rig" run --mem 3G --work "$work" -- sh "$work/job.sh" | tee "$work/out"
+"$rig" run --mem 3G --timeout 1500 --work "$work" -- sh "$work/job.sh" | tee "$work/out"
 expect "$work/out" "^=== status vireo=0 " "Vireo: console shell and hwrng as a user sees them"
 expect "$work/out" "^=== status .* qemu=0" "QEMU 10.0 passes the same checks"
