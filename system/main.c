@@ -1,6 +1,7 @@
 /* vireo-system-x86_64: parse the command line, build the machine, run it. */
 #include "chardev/chardev.h"
 #include "hw/core/machine.h"
+#include "hw/virtio/rng-backend.h"
 #include "monitor/runtime-vm.h"
 #include "system/options.h"
 #include "system/runtime.h"
@@ -116,6 +117,16 @@ int main(int argc, char **argv)
         return error_exit(msg);
     }
     atexit(chardev_restore_terminal);
+    /* As QEMU, an entropy backend is checked even when no device uses it (a missing file, a bad key). */
+    for (guint i = 0; i < cfg->objects->len; i++) {
+        const VmOpt *o = cfg->objects->pdata[i];
+        if (g_str_has_prefix(vm_opt_get(o, "qom-type") ? vm_opt_get(o, "qom-type") : "", "rng-")) {
+            g_autoptr(RngBackend) rng = rng_backend_new(o, &err);
+            if (!rng) {
+                return error_exit(err->message);
+            }
+        }
+    }
 
     Machine *m = type->create(cfg, &err);
     if (!m) {
