@@ -276,7 +276,10 @@ static bool create_devices(PcMachine *pc, GError **err)
     Machine *m = &pc->parent;
     const char *spec = serial_spec(pc->cfg);
     if (spec && strcmp(spec, "none") != 0) {
-        pc->serial_chr = chardev_new(spec, err); /* its errors name the spec */
+        /* Errors name the spec or the chardev; a chardev:ID exists (vm_config_parse checked). */
+        pc->serial_chr = g_str_has_prefix(spec, "chardev:")
+                             ? chardev_open(vm_config_find_chardev(pc->cfg, spec + strlen("chardev:")), err)
+                             : chardev_new(spec, err);
         if (!pc->serial_chr) {
             return false;
         }
