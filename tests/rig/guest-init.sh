@@ -27,6 +27,8 @@ echo "@vireo-init: done rc=$rc"
 # Through sysrq rather than the reboot system call: in the rig, `poweroff -f`
 # and `reboot -f` left idle guests halted for minutes, under QEMU 10.0 (3 of
 # 3 boots of one test) as under Vireo (7 of 10), while sysrq never did.
+# sysrq acts at once: give the console a moment to send the marker first.
+[ "$end" = hold ] || sleep 1
 case "$end" in
 	reboot) echo b > /proc/sysrq-trigger; reboot -f ;;
 	hold) while :; do sleep 3600; done ;;
