@@ -17,6 +17,8 @@ typedef struct KvmVcpu KvmVcpu;
 KvmVm *kvm_vm_new(Machine *machine, const char *dev_path, unsigned long type, GError **err);
 void kvm_vm_free(KvmVm *vm);
 int kvm_sys_fd(KvmVm *vm);
+/* The VM file descriptor, for target/ code that saves and restores in-kernel state. */
+int kvm_vm_fd(KvmVm *vm);
 /* KVM_CHECK_EXTENSION on the VM (falls back to /dev/kvm); <0 is 0. */
 int kvm_vm_check_extension(KvmVm *vm, unsigned cap);
 
@@ -27,6 +29,24 @@ bool kvm_vm_add_ram(KvmVm *vm, uint64_t gpa, uint64_t size, void *hva, GError **
 bool kvm_vm_create_x86_irqchip(KvmVm *vm, GError **err);
 /* Drive a GSI (level-triggered lines stay set until lowered). */
 void kvm_vm_set_irq(KvmVm *vm, unsigned gsi, bool level);
+
+/*
+ * MSI delivery. A route gives an MSI message a GSI, which an irqfd binds to
+ * an eventfd: every write of the eventfd then injects the message in the
+ * kernel, without a userspace exit (and from any thread).
+ */
+int kvm_vm_msi_route_add(KvmVm *vm, uint64_t addr, uint32_t data, GError **err); /* the GSI, or -1 */
+bool kvm_vm_msi_route_update(KvmVm *vm, int gsi, uint64_t addr, uint32_t data, GError **err);
+void kvm_vm_msi_route_remove(KvmVm *vm, int gsi);
+bool kvm_vm_irqfd(KvmVm *vm, int fd, int gsi, bool assign, GError **err);
+/* Inject one MSI now (KVM_SIGNAL_MSI). */
+void kvm_vm_signal_msi(KvmVm *vm, uint64_t addr, uint32_t data);
+/*
+ * Guest writes of @len bytes (1, 2, 4 or 8) to MMIO @addr signal @fd instead
+ * of exiting to userspace (ioeventfd). Fails if KVM refuses (e.g. the address
+ * is already taken).
+ */
+bool kvm_vm_ioeventfd(KvmVm *vm, int fd, uint64_t addr, unsigned len, bool assign, GError **err);
 
 typedef enum {
     KVM_VCPU_STOPPED,  /* kicked: the caller asked it to stop */
