@@ -175,19 +175,9 @@ static void tcp_send(char **argv, int argc)
         die("HOST %s: not an IPv4 address", argv[0]);
     sa.sin_port = htons(number("PORT", argv[1], 65535));
     unsigned long mib = number("MiB", argv[2], 1ul << 20);
-    /* Right after the link comes up a connect can fail (ENETUNREACH): retry for 10 s. */
-    int s = -1;
-    for (double give_up = now() + 10;; usleep(200000)) {
-        s = socket(AF_INET, SOCK_STREAM, 0);
-        if (s < 0)
-            die("socket: %s", strerror(errno));
-        if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) == 0)
-            break;
-        int err = errno;
-        close(s);
-        if (now() > give_up || (err != ENETUNREACH && err != ECONNREFUSED && err != EHOSTUNREACH))
-            die("HOST %s PORT %s: connect: %s", argv[0], argv[1], strerror(err));
-    }
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    if (s < 0 || connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+        die("HOST %s PORT %s: connect: %s", argv[0], argv[1], strerror(errno));
     char *buf = aligned(BLOCK);
     double t0 = now();
     for (unsigned long i = 0; i < mib; i++) {

@@ -45,12 +45,7 @@ echo "hvc0-carries-this" > /dev/hvc0
 ip link set eth0 up
 ip addr add 10.0.2.15/24 dev eth0
 ip route add default via 10.0.2.2
-# Right after the link comes up a connect can still fail (ENETUNREACH): retry.
-for i in 1 2 3 4 5 6 7 8 9 10; do
-	page=$(wget -q -O - http://10.0.2.2:PORT/hello.txt) && break
-	sleep 1
-done
-echo "@http: $page"
+echo "@http: $(timeout 60 wget -q -O - http://10.0.2.2:PORT/hello.txt)"
 GUEST
 sed -i "s/KINDS/$kinds/; s/PORT/$port/" "$work/guest.sh"
 "$rig" initramfs -o "$work/initrd" --modules-dir "$("$rig" path guest-modules:bookworm-cloud)" --script "$work/guest.sh" --file "/bin/virtio-bad-chain=$tool" \
@@ -64,6 +59,7 @@ qemu) cmd="qemu-system-x86_64 -accel kvm -M pc -cpu host -nodefaults -display no
 esac
 cat > "$work/job.sh" <<JOB
 set -e
+busybox ip link set lo up # the rig's loopback starts down; slirp reaches 10.0.2.2 through it
 mkdir -p /tmp/www && echo "served-by-the-rig" > /tmp/www/hello.txt
 python3 -m http.server $port --bind 127.0.0.1 -d /tmp/www >/dev/null 2>&1 &
 truncate -s 64M /tmp/disk.img && printf 'vireo-disk-marker' | dd of=/tmp/disk.img conv=notrunc 2>/dev/null
