@@ -53,6 +53,7 @@ KvmVm *kvm_vm_new(Machine *machine, const char *dev_path, unsigned long type, GE
         return NULL;
     }
     vm->max_slots = MAX(kvm_vm_check_extension(vm, KVM_CAP_NR_MEMSLOTS), 32);
+    kvm_vm_irq_init(vm);
     return g_steal_pointer(&vm);
 }
 
@@ -67,6 +68,8 @@ void kvm_vm_free(KvmVm *vm)
     if (vm->sys_fd >= 0) {
         close(vm->sys_fd);
     }
+    g_free(vm->routes);
+    g_free(vm->gsi_used);
     g_free(vm);
 }
 
@@ -110,33 +113,29 @@ bool kvm_vm_add_ram(KvmVm *vm, uint64_t gpa, uint64_t size, void *hva, GError **
  */
 static bool set_pc_gsi_routing(KvmVm *vm, GError **err)
 {
-    g_autofree struct kvm_irq_routing *r =
-        g_malloc0(sizeof(*r) + 64 * sizeof(struct kvm_irq_routing_entry));
-    unsigned n = 0;
     for (unsigned gsi = 0; gsi < 16; gsi++) {
         if (gsi == 2) {
             continue;
         }
-        r->entries[n++] = (struct kvm_irq_routing_entry){
+        kvm_vm_route_append(vm, (struct kvm_irq_routing_entry){
             .gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP,
             .u.irqchip = { .irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE,
                            .pin = gsi % 8 },
-        };
+        });
     }
     for (unsigned gsi = 0; gsi < IOAPIC_PINS; gsi++) {
         if (gsi == 2) {
             continue;
         }
-        r->entries[n++] = (struct kvm_irq_routing_entry){
+        kvm_vm_route_append(vm, (struct kvm_irq_routing_entry){
             .gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP,
             .u.irqchip = { .irqchip = KVM_IRQCHIP_IOAPIC, .pin = gsi == 0 ? 2 : gsi },
-        };
+        });
     }
-    r->nr = n;
-    if (ioctl(vm->vm_fd, KVM_SET_GSI_ROUTING, r) < 0) {
-        return fail_errno(err, "KVM_SET_GSI_ROUTING");
+    for (unsigned gsi = 0; gsi < IOAPIC_PINS; gsi++) {
+        kvm_vm_gsi_claim(vm, gsi);
     }
-    return true;
+    return kvm_vm_routes_commit(vm, err);
 }
 
 bool kvm_vm_create_x86_irqchip(KvmVm *vm, GError **err)

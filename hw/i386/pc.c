@@ -86,6 +86,52 @@ static IrqLine pc_irq(PcMachine *pc, unsigned gsi)
     return (IrqLine){ pc_set_irq, pc, gsi };
 }
 
+/*
+ * The fast paths belong to the current KVM VM. A reset unbinds every device
+ * (PCI reset) before the VM goes, and devices bind again to the new one.
+ */
+static int pc_msi_bind(Machine *m, int fd, uint64_t addr, uint32_t data, GError **err)
+{
+    PcMachine *pc = pc_of(m);
+    int gsi = kvm_vm_msi_route_add(pc->kvm, addr, data, err);
+    if (gsi >= 0 && !kvm_vm_irqfd(pc->kvm, fd, gsi, true, err)) {
+        kvm_vm_msi_route_remove(pc->kvm, gsi);
+        return -1;
+    }
+    return gsi;
+}
+
+static bool pc_msi_rebind(Machine *m, int handle, uint64_t addr, uint32_t data, GError **err)
+{
+    return kvm_vm_msi_route_update(pc_of(m)->kvm, handle, addr, data, err);
+}
+
+static void pc_msi_unbind(Machine *m, int handle, int fd)
+{
+    PcMachine *pc = pc_of(m);
+    g_autoptr(GError) err = NULL;
+    if (!pc->kvm) {
+        return;
+    }
+    if (!kvm_vm_irqfd(pc->kvm, fd, handle, false, &err)) {
+        g_warning("%s", err->message);
+    }
+    kvm_vm_msi_route_remove(pc->kvm, handle);
+}
+
+static void pc_send_msi(Machine *m, uint64_t addr, uint32_t data)
+{
+    PcMachine *pc = pc_of(m);
+    if (pc->kvm) {
+        kvm_vm_signal_msi(pc->kvm, addr, data);
+    }
+}
+
+static bool pc_ioeventfd(Machine *m, int fd, uint64_t addr, unsigned len, bool assign, GError **err)
+{
+    return kvm_vm_ioeventfd(pc_of(m)->kvm, fd, addr, len, assign, err);
+}
+
 static void *pc_gpa_to_hva(Machine *m, uint64_t gpa, uint64_t len)
 {
     PcMachine *pc = pc_of(m);
@@ -291,12 +337,13 @@ static void pc_destroy(Machine *m)
     if (!pc) {
         return;
     }
-    destroy_kvm(pc);
     g_clear_pointer(&pc->unused_netdevs, g_ptr_array_unref);
+    /* Devices stop their threads and unbind from the VM before it goes. */
     if (pc->devices.created) {
         device_destroy_all(pc->devices.created);
         g_ptr_array_unref(pc->devices.created);
     }
+    destroy_kvm(pc);
     pci_host_free(pc->pci);
     acpi_pm_free(pc->pm);
     port92_free(pc->port92);
@@ -337,6 +384,11 @@ static Machine *pc_create(const VmConfig *cfg, GError **err)
     Machine *m = &pc->parent;
     machine_init(m);
     m->gpa_to_hva = pc_gpa_to_hva;
+    m->msi_bind = pc_msi_bind;
+    m->msi_rebind = pc_msi_rebind;
+    m->msi_unbind = pc_msi_unbind;
+    m->send_msi = pc_send_msi;
+    m->ioeventfd = pc_ioeventfd;
     pc->cfg = cfg;
     pc->ram_size = cfg->ram_size;
     pc->nr_vcpus = cfg->smp_cpus;
@@ -367,6 +419,8 @@ static Machine *pc_create(const VmConfig *cfg, GError **err)
 static bool pc_reset(Machine *m, GError **err)
 {
     PcMachine *pc = pc_of(m);
+    /* Devices let go of the old VM's routes, irqfds and ioeventfds first. */
+    pci_bus_reset(pci_host_bus(pc->pci));
     destroy_kvm(pc);
     if (!create_kvm(pc, err)) {
         return false;

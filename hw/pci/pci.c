@@ -366,6 +366,11 @@ void pci_bus_config_write(PciBus *bus, uint8_t devfn, unsigned reg, uint32_t val
     }
 }
 
+Machine *pci_device_machine(const PciDevice *dev)
+{
+    return dev->bus->machine;
+}
+
 /* ---- ECAM ---- */
 
 /* Offset bits 19:12 pick the function, 11:0 the register (bus 0 only). */

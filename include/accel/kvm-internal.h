@@ -8,6 +8,11 @@ struct KvmVm {
     int sys_fd, vm_fd;
     int run_size;
     unsigned nr_slots, max_slots;
+    /* The GSI routing table as last given to KVM: irqchip pins, then MSI routes. */
+    struct kvm_irq_routing_entry *routes;
+    unsigned nr_routes, max_routes;
+    unsigned long *gsi_used; /* bitmap of GSIs with a route of ours */
+    unsigned max_gsi;
 };
 
 struct KvmVcpu {
@@ -22,3 +27,9 @@ struct KvmVcpu {
 
 /* Print registers and the instructions at RIP (capstone) to stderr. */
 void kvm_vcpu_dump_state(KvmVcpu *vcpu, const char *why);
+
+/* accel/kvm/kvm-irq.c: the routing table. */
+void kvm_vm_irq_init(KvmVm *vm);
+void kvm_vm_route_append(KvmVm *vm, struct kvm_irq_routing_entry e);
+void kvm_vm_gsi_claim(KvmVm *vm, unsigned gsi);
+bool kvm_vm_routes_commit(KvmVm *vm, GError **err);

@@ -28,6 +28,24 @@ bool kvm_vm_create_x86_irqchip(KvmVm *vm, GError **err);
 /* Drive a GSI (level-triggered lines stay set until lowered). */
 void kvm_vm_set_irq(KvmVm *vm, unsigned gsi, bool level);
 
+/*
+ * MSI delivery. A route gives an MSI message a GSI, which an irqfd binds to
+ * an eventfd: every write of the eventfd then injects the message in the
+ * kernel, without a userspace exit (and from any thread).
+ */
+int kvm_vm_msi_route_add(KvmVm *vm, uint64_t addr, uint32_t data, GError **err); /* the GSI, or -1 */
+bool kvm_vm_msi_route_update(KvmVm *vm, int gsi, uint64_t addr, uint32_t data, GError **err);
+void kvm_vm_msi_route_remove(KvmVm *vm, int gsi);
+bool kvm_vm_irqfd(KvmVm *vm, int fd, int gsi, bool assign, GError **err);
+/* Inject one MSI now (KVM_SIGNAL_MSI). */
+void kvm_vm_signal_msi(KvmVm *vm, uint64_t addr, uint32_t data);
+/*
+ * Guest writes of @len bytes (1, 2, 4 or 8) to MMIO @addr signal @fd instead
+ * of exiting to userspace (ioeventfd). Fails if KVM refuses (e.g. the address
+ * is already taken).
+ */
+bool kvm_vm_ioeventfd(KvmVm *vm, int fd, uint64_t addr, unsigned len, bool assign, GError **err);
+
 typedef enum {
     KVM_VCPU_STOPPED,  /* kicked: the caller asked it to stop */
     KVM_VCPU_SHUTDOWN, /* triple fault: the machine resets (or exits with -no-reboot) */

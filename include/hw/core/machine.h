@@ -42,6 +42,19 @@ struct Machine {
     void (*request_reset)(Machine *m, ShutdownCause cause);
     /* Host pointer for [gpa, gpa+len) if it is all RAM, else NULL. */
     void *(*gpa_to_hva)(Machine *m, uint64_t gpa, uint64_t len);
+    /*
+     * Interrupt and notification fast paths; NULL where the machine has none.
+     * msi_bind makes every write of eventfd @fd deliver the MSI message
+     * (@addr, @data) without leaving the kernel and returns a handle for
+     * msi_rebind/msi_unbind (-1 on failure). ioeventfd makes guest writes of
+     * @len bytes at MMIO @addr signal @fd instead of trapping. Called with
+     * the big lock held; send_msi from any thread.
+     */
+    int (*msi_bind)(Machine *m, int fd, uint64_t addr, uint32_t data, GError **err);
+    bool (*msi_rebind)(Machine *m, int handle, uint64_t addr, uint32_t data, GError **err);
+    void (*msi_unbind)(Machine *m, int handle, int fd);
+    void (*send_msi)(Machine *m, uint64_t addr, uint32_t data);
+    bool (*ioeventfd)(Machine *m, int fd, uint64_t addr, unsigned len, bool assign, GError **err);
     gint pending_shutdown, pending_reset; /* posted ShutdownCause, NONE if none */
 };
 

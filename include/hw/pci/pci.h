@@ -174,6 +174,8 @@ uint64_t pci_device_bar_address(const PciDevice *dev, unsigned index);
 unsigned pci_add_capability(PciDevice *dev, uint8_t id, unsigned size);
 /* Drive INTx; the line is shared, so the GSI is asserted while any device holds it. */
 void pci_set_irq(PciDevice *dev, bool level);
+/* The machine the function's bus belongs to. */
+Machine *pci_device_machine(const PciDevice *dev);
 /* The GSI the _PRT routes this function's INTx pin to. */
 unsigned pci_device_gsi(const PciDevice *dev);
 

@@ -21,6 +21,9 @@
 
 #define VIRTIO_QUEUE_MAX_SIZE 1024
 #define VIRTIO_NO_VECTOR 0xffff
+/* Interrupt status bits (the ISR register of the PCI transport). */
+#define VIRTIO_ISR_QUEUE 0x1
+#define VIRTIO_ISR_CONFIG 0x2
 
 typedef struct VirtioDevice VirtioDevice;
 typedef struct VirtQueue VirtQueue;
