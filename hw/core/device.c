@@ -1,9 +1,11 @@
 /* -device: the model table and the generic part of creating one. */
 #include "hw/core/device.h"
 #include "hw/pci/pci.h"
+#include "hw/virtio/virtio-net.h"
 #include <string.h>
 
 const DeviceType *const device_types[] = {
+    &virtio_net_pci_type,
     NULL,
 };
 
