@@ -6,6 +6,7 @@ typedef struct NetBackendType {
     const char *name; /* the -netdev type */
     /* Keys the backend takes besides type and id. */
     const char *const *keys;
+    bool large_segments; /* see net_client_takes_large_segments */
     /* Open the backend; @id is already checked. Errors name @opt. */
     NetClient *(*open)(const VmOpt *opt, const char *id, GError **err);
     /* A frame from the guest (@len bytes, contiguous when @cnt is 1). */

@@ -125,6 +125,11 @@ bool net_client_link_up(const NetClient *nc)
     return nc->link_up;
 }
 
+bool net_client_takes_large_segments(const NetClient *nc)
+{
+    return nc->type->large_segments;
+}
+
 uint64_t net_client_dropped(const NetClient *nc)
 {
     return nc->dropped;

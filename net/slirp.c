@@ -567,6 +567,8 @@ fail:
 const NetBackendType net_user_type = {
     .name = "user",
     .keys = user_keys,
+    /* slirp_input takes any IP packet up to 64 KiB; its TCP takes what fits the window. */
+    .large_segments = true,
     .open = user_open,
     .send = user_send,
     .rx_resume = user_rx_resume,

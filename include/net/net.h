@@ -22,8 +22,8 @@
 #define NET_MAC_LEN 6
 /* QEMU's first default MAC; each NIC without mac= takes the next one. */
 #define NET_DEFAULT_MAC { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 }
-/* The longest frame a backend hands a NIC (a tap may carry up to 64 KiB). */
-#define NET_FRAME_MAX 65536
+/* The longest frame either way: an Ethernet (and VLAN) header and a 64 KiB IP packet. */
+#define NET_FRAME_MAX (14 + 4 + 65535)
 
 typedef struct NetClient NetClient;
 
@@ -60,6 +60,11 @@ bool net_client_send(NetClient *nc, const struct iovec *iov, unsigned cnt);
 /* The NIC has room again: held frames are delivered and reading resumes. */
 void net_client_rx_ready(NetClient *nc);
 bool net_client_link_up(const NetClient *nc);
+/*
+ * Whether the backend takes a TCP segment longer than the MTU as one frame
+ * (a NIC's segmentation offload then needs no segmenting): libslirp does.
+ */
+bool net_client_takes_large_segments(const NetClient *nc);
 /* Frames dropped so far in either direction (backend queue full, tap full). */
 uint64_t net_client_dropped(const NetClient *nc);
 

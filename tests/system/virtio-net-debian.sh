@@ -5,6 +5,7 @@
 # serves a page that a client on the rig host fetches through hostfwd. A
 # second boot (-nic shorthand, restrict=on) shows the guest cut off from the
 # host's server while hostfwd still reaches the guest.
+# VIREO_NET_PEER=qemu runs the same boots under Debian's QEMU, for comparison.
 . "$(dirname "$0")/../rig/selftest/lib.sh"
 vmm="$build/vireo-system-x86_64"
 
@@ -26,11 +27,14 @@ for a in $(cat /proc/cmdline); do
 done
 ip link set lo up
 echo "@test: mac $(cat /sys/class/net/eth0/address)"
+echo "@test: features $(cat /sys/class/net/eth0/device/features)"
 udhcpc -i eth0 -s /bin/udhcpc-script -q -n -t 5 -T 2 >/dev/null 2>&1 || echo "@test: dhcp failed"
 echo "@test: addr $(ip -4 addr show dev eth0 | sed -n 's/.*inet \([0-9.]*\).*/\1/p')"
 # (busybox 1.35's wget crashes on -T: timeout bounds it instead)
 if timeout 30 wget -q -O /tmp/blob "http://10.0.2.2:$port/blob"; then
 	echo "@test: fetched $(sha256sum /tmp/blob | cut -d' ' -f1)"
+	# and back: a bulk upload, in 64 KiB segments the device passes on whole
+	timeout 60 nc 10.0.2.2 9000 < /tmp/blob
 else
 	echo "@test: fetch failed"
 fi
@@ -45,6 +49,9 @@ EOF
 	-m virtio_pci -m virtio_net --file "/bin/udhcpc-script=$work/udhcpc-script" --script "$work/guest.sh"
 kernel=$("$rig" path guest-kernel:bookworm-cloud)
 
+if [ "${VIREO_NET_PEER:-}" = qemu ]; then
+	vmm="qemu-system-x86_64 -accel kvm -cpu host -nodefaults -serial stdio"
+fi
 cat > "$work/job.sh" <<EOF
 vmm='$vmm' kernel='$kernel' initrd='$work/initrd'
 EOF
@@ -56,6 +63,18 @@ head -c 1048576 /dev/urandom > /tmp/www/blob
 echo "@host: blob $(sha256sum /tmp/www/blob | cut -d' ' -f1)"
 (cd /tmp/www && exec $py -m http.server --bind 127.0.0.1 8080 > /tmp/http.log 2>&1) &
 http=$!
+# A sink on 9000: the checksum of what each connection carried.
+$py -u -c '
+import hashlib, socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 9000)); s.listen(1)
+while True:
+    c, _ = s.accept(); h = hashlib.sha256(); n = 0
+    while b := c.recv(1 << 16):
+        h.update(b); n += len(b)
+    print(f"@host: upload {n} bytes sha256 {h.hexdigest()}"); c.close()
+' > /tmp/sink.log 2>&1 &
+sink=$!
 for i in $(seq 100); do
 	$py -c 'import socket; socket.create_connection(("127.0.0.1", 8080)).close()' 2>/dev/null && break
 	sleep 0.2
@@ -66,7 +85,7 @@ boot() {
 	shift 3
 	log=/tmp/$label.log
 	echo "=== $label"
-	"$vmm" -m 256M -kernel "$kernel" -initrd "$initrd" -nographic -no-reboot \
+	$vmm -m 256M -kernel "$kernel" -initrd "$initrd" -nographic -no-reboot \
 		-append "console=ttyS0 panic=-1 quiet net.mode=$label net.port=8080" "$@" > "$log" 2>&1 &
 	pid=$!
 	n=0
@@ -100,7 +119,8 @@ boot() {
 boot open 5555 5556 -netdev user,id=n0,hostfwd=tcp::5555-:80,hostfwd=tcp::5556-:81 \
 	-device virtio-net-pci,netdev=n0
 boot restrict 5557 5558 -nic user,model=virtio-net-pci,restrict=on,hostfwd=tcp::5557-:80,hostfwd=tcp::5558-:81
-kill $http
+kill $http $sink
+cat /tmp/sink.log
 grep -c '"GET /blob' /tmp/http.log | sed 's/^/@host: blob requests /'
 EOF
 "$rig" run --mem 3G --work "$work" -- sh "$work/job.sh" | tee "$work/out"
@@ -129,6 +149,11 @@ for mode in ("open", "restrict"):
 sha = blob.group(1) if blob else "?"
 check(f"@test: fetched {sha}" in sections.get("open", ""),
       "open: the guest fetched the host's file through 10.0.2.2, checksum equal")
+check(f"@host: upload 1048576 bytes sha256 {sha}" in text,
+      "open: the guest uploaded the file back to the rig host intact (1 MiB)")
+feats = re.search(r"^@test: features ([01]+)$", sections.get("open", ""), re.M)
+check(feats is not None and feats.group(1)[0] == "1" and feats.group(1)[11] == "1",
+      "open: the driver took checksum offload and TSO (features bits 0 and 11)")
 check("@test: fetch failed" in sections.get("restrict", ""),
       "restrict: restrict=on keeps the guest from the host's server")
 sys.exit(1 if fails else 0)
