@@ -173,6 +173,11 @@ static void test_config(void)
     t.vdev->ops->config_read(t.vdev, 0, cfg, sizeof(cfg));
     g_assert_cmpmem(cfg, 6, guest_mac, 6);
     g_assert_cmpuint(cfg[6] | cfg[7] << 8, ==, VIRTIO_NET_S_LINK_UP);
+    /* slirp takes whole TCP segments: TSO is offered on it, and not without a backend. */
+    g_assert_true(t.vdev->host_features & (1ULL << VIRTIO_NET_F_HOST_TSO4));
+    VirtioNet *bare = virtio_net_new(&t.m, NULL, guest_mac);
+    g_assert_false(virtio_net_vdev(bare)->host_features & (1ULL << VIRTIO_NET_F_HOST_TSO4));
+    virtio_net_free(bare);
     teardown(&t);
 }
 
