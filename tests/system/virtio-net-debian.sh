@@ -139,7 +139,7 @@ def check(ok, what):
 check(blob is not None, "the rig host made a file to serve")
 for mode in ("open", "restrict"):
     out = sections.get(mode, "")
-    check(status.get(mode) == "0", f"{mode}: Vireo exited with status 0 (got {status.get(mode)})")
+    check(status.get(mode) == "0", f"{mode}: the VMM exited with status 0 (got {status.get(mode)})")
     check("@test: mac 52:54:00:12:34:56" in out, f"{mode}: the NIC has QEMU's default MAC")
     check("@test: addr 10.0.2.15" in out, f"{mode}: the guest got 10.0.2.15 by DHCP")
     check(f"@host: got 'served by the guest ({mode})'" in out,
