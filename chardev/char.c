@@ -1,10 +1,12 @@
 #define G_LOG_DOMAIN "chardev"
-#include "chardev/chardev.h"
+#include "char-internal.h"
+#include "system/options.h"
 #include "util/error.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <glib-unix.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <string.h>
 #include <termios.h>
@@ -13,24 +15,6 @@
 #define ESCAPE_CHAR 0x01     /* Ctrl-a, as QEMU's -nographic */
 #define INPUT_CHUNK 256
 #define WRITE_STALL_MS 1000  /* how long a full backend may hold up a vCPU */
-
-struct Chardev {
-    char *spec;
-    int out_fd;          /* -1: output is discarded */
-    bool close_out;      /* out_fd is ours */
-    int in_fd;           /* -1: no input */
-    bool in_eof;
-    guint in_watch;      /* 0 while there is no frontend, input is held back, or after EOF */
-    bool stdio;
-    bool got_escape;     /* the previous input byte was Ctrl-a */
-    bool write_failed;   /* output stopped after a hard error (warned once) */
-    guint out_watch;     /* armed by chardev_notify_writable */
-    void (*writable_fn)(void *opaque);
-    void *writable_opaque;
-    ChardevInputFn input_fn;
-    ChardevCanReadFn can_read_fn;
-    void *input_opaque;
-};
 
 /* Process-wide on purpose: there is one stdin and one controlling terminal. */
 static struct termios saved_tty;
@@ -157,11 +141,15 @@ static gboolean input_readable(gint fd, GIOCondition cond, gpointer opaque)
         return G_SOURCE_CONTINUE;
     }
     if (n <= 0) {
+        chr->in_watch = 0;
+        if (chr->hangup) {
+            chr->hangup(chr); /* a socket client left: the next one gets the input */
+            return G_SOURCE_REMOVE;
+        }
         if (n < 0) {
             g_warning("chardev '%s': read failed: %s; input stopped", chr->spec, g_strerror(errno));
         }
         chr->in_eof = true;
-        chr->in_watch = 0;
         return G_SOURCE_REMOVE;
     }
     if (chr->stdio) {
@@ -171,7 +159,7 @@ static gboolean input_readable(gint fd, GIOCondition cond, gpointer opaque)
     return G_SOURCE_CONTINUE;
 }
 
-static void input_watch_start(Chardev *chr)
+void chardev_input_watch_start(Chardev *chr)
 {
     if (chr->in_fd >= 0 && !chr->in_eof && !chr->in_watch && chr->input_fn) {
         chr->in_watch = g_unix_fd_add_full(G_PRIORITY_DEFAULT, chr->in_fd,
@@ -180,7 +168,7 @@ static void input_watch_start(Chardev *chr)
     }
 }
 
-static void input_watch_stop(Chardev *chr)
+void chardev_input_watch_stop(Chardev *chr)
 {
     if (chr->in_watch) {
         g_source_remove(chr->in_watch);
@@ -191,11 +179,11 @@ static void input_watch_stop(Chardev *chr)
 void chardev_set_input_full(Chardev *chr, ChardevInputFn fn, ChardevCanReadFn can_read,
                             void *opaque)
 {
-    input_watch_stop(chr);
+    chardev_input_watch_stop(chr);
     chr->input_fn = fn;
     chr->can_read_fn = can_read;
     chr->input_opaque = opaque;
-    input_watch_start(chr);
+    chardev_input_watch_start(chr);
 }
 
 void chardev_set_input(Chardev *chr, ChardevInputFn fn, void *opaque)
@@ -206,7 +194,7 @@ void chardev_set_input(Chardev *chr, ChardevInputFn fn, void *opaque)
 void chardev_accept_input(Chardev *chr)
 {
     if (chr) {
-        input_watch_start(chr);
+        chardev_input_watch_start(chr);
     }
 }
 
@@ -217,13 +205,33 @@ void chardev_inject_input(Chardev *chr, const uint8_t *buf, size_t len)
 
 /* ---- output ---- */
 
+/* Sockets get send(): a client that went away must not raise SIGPIPE in a test or library user. */
+static ssize_t out_write(Chardev *chr, const uint8_t *buf, size_t len)
+{
+    return chr->out_socket ? send(chr->out_fd, buf, len, MSG_NOSIGNAL) : write(chr->out_fd, buf, len);
+}
+
+/* A hard write error: a connection ends (its backend waits for the next), anything else stops output. */
+static void out_failed(Chardev *chr, ssize_t n)
+{
+    if (chr->hangup) {
+        g_debug("chardev '%s': write failed: %s; client dropped", chr->spec,
+                n < 0 ? g_strerror(errno) : "no progress");
+        chr->hangup(chr);
+        return;
+    }
+    g_warning("chardev '%s': write failed: %s; further output dropped", chr->spec,
+              n < 0 ? g_strerror(errno) : "no progress");
+    chr->write_failed = true;
+}
+
 void chardev_write(Chardev *chr, const uint8_t *buf, size_t len)
 {
     if (!chr || chr->out_fd < 0 || chr->write_failed) {
         return;
     }
     while (len > 0) {
-        ssize_t n = write(chr->out_fd, buf, len);
+        ssize_t n = out_write(chr, buf, len);
         if (n > 0) {
             buf += n;
             len -= n;
@@ -233,7 +241,7 @@ void chardev_write(Chardev *chr, const uint8_t *buf, size_t len)
             continue;
         }
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            /* Someone made the fd non-blocking (a shared terminal): wait a little. */
+            /* A non-blocking fd (a shared terminal, a socket): wait a little. */
             struct pollfd pfd = { .fd = chr->out_fd, .events = POLLOUT };
             int r = poll(&pfd, 1, WRITE_STALL_MS);
             if (r > 0 || (r < 0 && errno == EINTR)) {
@@ -242,9 +250,7 @@ void chardev_write(Chardev *chr, const uint8_t *buf, size_t len)
             g_debug("chardev '%s': output stalled, dropped %zu bytes", chr->spec, len);
             return;
         }
-        g_warning("chardev '%s': write failed: %s; further output dropped", chr->spec,
-                  n < 0 ? g_strerror(errno) : "no progress");
-        chr->write_failed = true;
+        out_failed(chr, n);
         return;
     }
 }
@@ -262,26 +268,31 @@ size_t chardev_write_nonblocking(Chardev *chr, const uint8_t *buf, size_t len)
         return len;
     }
     size_t done = 0;
-    /* One byte per readiness check: room for one is all poll() promises. */
-    while (done < len && out_ready(chr)) {
-        ssize_t n = write(chr->out_fd, buf + done, 1);
-        if (n == 1) {
-            done++;
+    while (done < len) {
+        ssize_t n;
+        if (chr->out_socket) {
+            /* Our own non-blocking socket: EAGAIN says when it is full. */
+            n = out_write(chr, buf + done, len - done);
+        } else if (out_ready(chr)) {
+            /* One byte per readiness check: room for one is all poll() promises on a blocking fd. */
+            n = out_write(chr, buf + done, 1);
+        } else {
+            break;
+        }
+        if (n > 0) {
+            done += n;
         } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             break;
         } else if (!(n < 0 && errno == EINTR)) {
-            g_warning("chardev '%s': write failed: %s; further output dropped", chr->spec,
-                      n < 0 ? g_strerror(errno) : "no progress");
-            chr->write_failed = true;
+            out_failed(chr, n);
             return len;
         }
     }
     return done;
 }
 
-static gboolean out_writable(gint fd, GIOCondition cond, gpointer data)
+static void fire_writable(Chardev *chr)
 {
-    Chardev *chr = data;
     void (*fn)(void *) = chr->writable_fn;
 
     chr->out_watch = 0;
@@ -289,22 +300,52 @@ static gboolean out_writable(gint fd, GIOCondition cond, gpointer data)
     if (fn) {
         fn(chr->writable_opaque);
     }
+}
+
+static gboolean out_writable(gint fd, GIOCondition cond, gpointer data)
+{
+    fire_writable(data);
     return G_SOURCE_REMOVE;
+}
+
+static gboolean out_discarding(gpointer data)
+{
+    fire_writable(data);
+    return G_SOURCE_REMOVE;
+}
+
+static void out_watch_stop(Chardev *chr)
+{
+    if (chr->out_watch) {
+        g_source_remove(chr->out_watch);
+        chr->out_watch = 0;
+    }
 }
 
 void chardev_notify_writable(Chardev *chr, void (*fn)(void *opaque), void *opaque)
 {
     chr->writable_fn = fn;
     chr->writable_opaque = opaque;
-    if (!fn || chr->out_fd < 0) {
-        if (chr->out_watch) {
-            g_source_remove(chr->out_watch);
-            chr->out_watch = 0;
-        }
+    if (!fn) {
+        out_watch_stop(chr);
         return;
     }
-    if (!chr->out_watch) {
+    if (chr->out_watch) {
+        return;
+    }
+    if (chr->out_fd < 0 || chr->write_failed) {
+        /* Output is discarded, so it can be taken at once; still call back from the main loop. */
+        chr->out_watch = g_idle_add(out_discarding, chr);
+    } else {
         chr->out_watch = g_unix_fd_add(chr->out_fd, G_IO_OUT | G_IO_ERR | G_IO_HUP, out_writable, chr);
+    }
+}
+
+void chardev_output_gone(Chardev *chr)
+{
+    out_watch_stop(chr);
+    if (chr->writable_fn) {
+        chr->out_watch = g_idle_add(out_discarding, chr);
     }
 }
 
@@ -356,6 +397,15 @@ static const struct {
     { "null", false, null_open },
 };
 
+Chardev *chardev_alloc(const char *spec)
+{
+    Chardev *chr = g_new0(Chardev, 1);
+    chr->spec = g_strdup(spec);
+    chr->out_fd = -1;
+    chr->in_fd = -1;
+    return chr;
+}
+
 Chardev *chardev_new(const char *spec, GError **err)
 {
     const char *colon = strchr(spec, ':');
@@ -377,13 +427,9 @@ Chardev *chardev_new(const char *spec, GError **err)
                         "chardev '%s': %s takes no argument", spec, name);
             return NULL;
         }
-        chr = g_new0(Chardev, 1);
-        chr->spec = g_strdup(spec);
-        chr->out_fd = -1;
-        chr->in_fd = -1;
+        chr = chardev_alloc(spec);
         if (!backends[i].open(chr, arg, err)) {
-            g_free(chr->spec);
-            g_free(chr);
+            chardev_free(chr);
             return NULL;
         }
         return chr;
@@ -394,16 +440,40 @@ Chardev *chardev_new(const char *spec, GError **err)
     return NULL;
 }
 
+Chardev *chardev_open(const VmChardev *c, GError **err)
+{
+    g_autoptr(Chardev) chr = chardev_alloc(c->id);
+    bool ok = false;
+    switch (c->backend) {
+    case VM_CHARDEV_SOCKET:
+        ok = chardev_socket_open(chr, c->path, c->host, c->port, c->fd, err);
+        break;
+    case VM_CHARDEV_STDIO:
+        ok = stdio_open(chr, NULL, err);
+        break;
+    case VM_CHARDEV_FILE:
+        ok = file_open(chr, c->path, err);
+        break;
+    case VM_CHARDEV_NULL:
+        ok = true;
+        break;
+    }
+    return ok ? g_steal_pointer(&chr) : NULL;
+}
+
 void chardev_free(Chardev *chr)
 {
     if (!chr) {
         return;
     }
-    input_watch_stop(chr);
+    chardev_input_watch_stop(chr);
     chardev_notify_writable(chr, NULL, NULL);
     if (chr->stdio) {
         chardev_restore_terminal();
         stdio_in_use = false;
+    }
+    if (chr->close) {
+        chr->close(chr);
     }
     if (chr->close_out) {
         close(chr->out_fd);

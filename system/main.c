@@ -1,6 +1,7 @@
 /* vireo-system-x86_64: parse the command line, build the machine, run it. */
 #include "chardev/chardev.h"
 #include "hw/core/machine.h"
+#include "hw/virtio/rng-backend.h"
 #include "monitor/runtime-vm.h"
 #include "system/options.h"
 #include "system/runtime.h"
@@ -116,6 +117,16 @@ int main(int argc, char **argv)
         return error_exit(msg);
     }
     atexit(chardev_restore_terminal);
+    /* As QEMU, an entropy backend is checked even when no device uses it (a missing file, a bad key). */
+    for (guint i = 0; i < cfg->objects->len; i++) {
+        const VmOpt *o = cfg->objects->pdata[i];
+        if (g_str_has_prefix(vm_opt_get(o, "qom-type") ? vm_opt_get(o, "qom-type") : "", "rng-")) {
+            g_autoptr(RngBackend) rng = rng_backend_new(o, &err);
+            if (!rng) {
+                return error_exit(err->message);
+            }
+        }
+    }
 
     Machine *m = type->create(cfg, &err);
     if (!m) {
@@ -135,13 +146,27 @@ int main(int argc, char **argv)
     }
     for (guint i = 0; i < cfg->mons->len; i++) {
         const VmMonitor *mo = cfg->mons->pdata[i];
-        const VmChardev *c = vm_config_find_chardev(cfg, mo->chardev);
-        g_autofree char *spec = c->path ? g_strdup_printf("unix:%s,server=on,wait=off", c->path) : NULL;
+        const VmChardev *c = vm_config_find_chardev(cfg, mo->chardev); /* a socket: vm_config_parse checked */
+        g_autofree char *spec = c->path   ? g_strdup_printf("unix:%s,server=on,wait=off", c->path)
+                                : c->port ? g_strdup_printf("tcp:%s:%s,server=on,wait=off", c->host, c->port)
+                                          : NULL;
         bool ok = spec ? monitor_server_listen_as(mon, c->id, spec, &err)
                        : monitor_server_listen_fd(mon, c->id, c->fd, &err);
         if (!ok) {
             g_autofree char *msg = g_strdup_printf("-chardev id=%s: %s", c->id, err->message);
             return error_exit(msg);
+        }
+    }
+    /* QEMU opens a chardev nothing uses too: its socket listens, its file is created. */
+    g_autoptr(GPtrArray) unused = g_ptr_array_new_with_free_func((GDestroyNotify)chardev_free);
+    for (guint i = 0; i < cfg->chardevs->len; i++) {
+        const VmChardev *c = cfg->chardevs->pdata[i];
+        if (!vm_config_chardev_user(cfg, c->id)) {
+            Chardev *chr = chardev_open(c, &err);
+            if (!chr) {
+                return error_exit(err->message); /* "chardev 'ID': ..." */
+            }
+            g_ptr_array_add(unused, chr);
         }
     }
     chardev_set_quit_handler(quit_from_console, m);

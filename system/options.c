@@ -198,9 +198,9 @@ static gboolean opt_append(VmConfig *cfg, const char *opt, const char *arg, GErr
 
 static gboolean opt_serial(VmConfig *cfg, const char *opt, const char *arg, GError **err)
 {
-    if (strcmp(arg, "stdio") != 0 && strcmp(arg, "null") != 0 &&
-        strcmp(arg, "none") != 0 && !(g_str_has_prefix(arg, "file:") && arg[5])) {
-        return bad(err, opt, arg, "serial backend must be stdio, file:PATH, null or none");
+    if (strcmp(arg, "stdio") != 0 && strcmp(arg, "null") != 0 && strcmp(arg, "none") != 0 &&
+        !(g_str_has_prefix(arg, "file:") && arg[5]) && !(g_str_has_prefix(arg, "chardev:") && arg[8])) {
+        return bad(err, opt, arg, "serial backend must be stdio, file:PATH, chardev:ID, null or none");
     }
     g_ptr_array_add(cfg->serials, g_strdup(arg));
     return TRUE;
@@ -254,13 +254,15 @@ static gboolean opt_qmp(VmConfig *cfg, const char *opt, const char *arg, GError 
     return TRUE;
 }
 
-static void chardev_free(gpointer p)
+static void vm_chardev_free(VmChardev *c)
 {
-    VmChardev *c = p;
     g_free(c->id);
     g_free(c->path);
+    g_free(c->host);
+    g_free(c->port);
     g_free(c);
 }
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VmChardev, vm_chardev_free)
 
 static void mon_free(gpointer p)
 {
@@ -280,35 +282,42 @@ const VmChardev *vm_config_find_chardev(const VmConfig *cfg, const char *id)
     return NULL;
 }
 
-static gboolean opt_chardev(VmConfig *cfg, const char *opt, const char *arg, GError **err)
+/* The -chardev backends and the keys each takes besides backend and id. */
+static const struct {
+    const char *name;
+    VmChardevBackend backend;
+    const char *const *keys;
+} chardev_backends[] = {
+    { "socket", VM_CHARDEV_SOCKET, (const char *const[]){ "path", "host", "port", "fd", "server", "wait", NULL } },
+    { "stdio", VM_CHARDEV_STDIO, (const char *const[]){ NULL } },
+    { "file", VM_CHARDEV_FILE, (const char *const[]){ "path", NULL } },
+    { "null", VM_CHARDEV_NULL, (const char *const[]){ NULL } },
+};
+
+/* socket: exactly one of path=, host=/port=, fd=; only a listening server that does not wait. */
+static gboolean chardev_socket(VmChardev *c, GHashTable *kv, const char *opt, const char *arg, GError **err)
 {
     g_autoptr(GError) local = NULL;
-    g_autoptr(GHashTable) kv = keyval_parse(arg, "backend", &local);
-    if (!kv) {
-        return bad(err, opt, arg, "%s", local->message);
-    }
-    if (g_strcmp0(g_hash_table_lookup(kv, "backend"), "socket") != 0) {
-        return bad(err, opt, arg, "only the 'socket' backend is supported");
-    }
-    static const char *const known[] = { "backend", "id", "path", "fd", "server", "wait", NULL };
-    if (!keyval_check_keys(kv, known, "-chardev", &local)) {
-        return bad(err, opt, arg, "%s", local->message);
-    }
-    const char *id = g_hash_table_lookup(kv, "id");
-    const char *path = g_hash_table_lookup(kv, "path");
     const char *fd = g_hash_table_lookup(kv, "fd");
-    if (!id || !*id) {
-        return bad(err, opt, arg, "no id given");
+    const char *host = g_hash_table_lookup(kv, "host");
+    const char *port = g_hash_table_lookup(kv, "port");
+    if (!!c->path + !!fd + !!(host || port) != 1) {
+        return bad(err, opt, arg, "give exactly one of path=PATH, host=HOST,port=PORT or fd=N");
     }
-    if (vm_config_find_chardev(cfg, id)) {
-        return bad(err, opt, arg, "duplicate chardev id '%s'", id);
-    }
-    if (!path == !fd) {
-        return bad(err, opt, arg, "give exactly one of path=PATH or fd=N");
+    if (c->path && !*c->path) {
+        return bad(err, opt, arg, "path= is empty");
     }
     guint64 n = 0;
     if (fd && !g_ascii_string_to_unsigned(fd, 10, 0, G_MAXINT, &n, NULL)) {
         return bad(err, opt, arg, "fd=%s is not a file descriptor number", fd);
+    }
+    c->fd = fd ? (int)n : -1;
+    if (host || port) {
+        if (!port || !g_ascii_string_to_unsigned(port, 10, 0, 65535, &n, NULL)) {
+            return bad(err, opt, arg, "port=%s: expected a TCP port number (0 to 65535)", port ? port : "");
+        }
+        c->host = g_strdup(host ? host : "");
+        c->port = g_strdup(port);
     }
     gboolean server = FALSE, wait = TRUE;
     const char *v;
@@ -321,11 +330,62 @@ static gboolean opt_chardev(VmConfig *cfg, const char *opt, const char *arg, GEr
     if (!server || wait) {
         return bad(err, opt, arg, "only server=on,wait=off is supported");
     }
-    VmChardev *c = g_new0(VmChardev, 1);
+    return TRUE;
+}
+
+static gboolean opt_chardev(VmConfig *cfg, const char *opt, const char *arg, GError **err)
+{
+    g_autoptr(GError) local = NULL;
+    g_autoptr(GHashTable) kv = keyval_parse(arg, "backend", &local);
+    if (!kv) {
+        return bad(err, opt, arg, "%s", local->message);
+    }
+    const char *name = g_hash_table_lookup(kv, "backend");
+    size_t b = 0;
+    while (b < G_N_ELEMENTS(chardev_backends) && g_strcmp0(name, chardev_backends[b].name) != 0) {
+        b++;
+    }
+    if (b == G_N_ELEMENTS(chardev_backends)) {
+        return bad(err, opt, arg, "unknown backend '%s' (expected socket, stdio, file or null)", name ? name : "");
+    }
+    g_autoptr(GPtrArray) known = g_ptr_array_new();
+    g_ptr_array_add(known, "backend");
+    g_ptr_array_add(known, "id");
+    for (const char *const *k = chardev_backends[b].keys; *k; k++) {
+        g_ptr_array_add(known, (gpointer)*k);
+    }
+    g_ptr_array_add(known, NULL);
+    if (!keyval_check_keys(kv, (const char *const *)known->pdata, "-chardev", &local)) {
+        return bad(err, opt, arg, "%s", local->message);
+    }
+    const char *id = g_hash_table_lookup(kv, "id");
+    if (!id || !*id) {
+        return bad(err, opt, arg, "no id given");
+    }
+    if (vm_config_find_chardev(cfg, id)) {
+        return bad(err, opt, arg, "duplicate chardev id '%s'", id);
+    }
+    g_autoptr(VmChardev) c = g_new0(VmChardev, 1);
     c->id = g_strdup(id);
-    c->path = g_strdup(path);
-    c->fd = (int)n;
-    g_ptr_array_add(cfg->chardevs, c);
+    c->backend = chardev_backends[b].backend;
+    c->path = g_strdup(g_hash_table_lookup(kv, "path"));
+    c->fd = -1;
+    switch (c->backend) {
+    case VM_CHARDEV_SOCKET:
+        if (!chardev_socket(c, kv, opt, arg, err)) {
+            return FALSE;
+        }
+        break;
+    case VM_CHARDEV_FILE:
+        if (!c->path || !*c->path) {
+            return bad(err, opt, arg, "no path given (file,id=ID,path=PATH)");
+        }
+        break;
+    case VM_CHARDEV_STDIO:
+    case VM_CHARDEV_NULL:
+        break;
+    }
+    g_ptr_array_add(cfg->chardevs, g_steal_pointer(&c));
     return TRUE;
 }
 
@@ -460,7 +520,7 @@ static const OptionDesc options[] = {
     { "initrd", "FILE", opt_initrd, "initial ramdisk" },
     { "append", "CMDLINE", opt_append, "kernel command line" },
     { "nographic", NULL, opt_nographic, "no display; serial port on stdio" },
-    { "serial", "stdio|file:PATH|null", opt_serial, "backend of the next serial port" },
+    { "serial", "stdio|file:PATH|chardev:ID|null", opt_serial, "backend of the next serial port" },
     { "display", "none", opt_display, "display backend" },
     { "nodefaults", NULL, opt_nodefaults, "create no default devices" },
     { "no-reboot", NULL, opt_no_reboot, "exit instead of rebooting" },
@@ -468,8 +528,8 @@ static const OptionDesc options[] = {
     { "name", "NAME", opt_name, "guest name" },
     { "pidfile", "FILE", opt_pidfile, "write the process id to FILE" },
     { "qmp", "unix:PATH|tcp:HOST:PORT,server=on,wait=off", opt_qmp, "serve QMP there (may be repeated)" },
-    { "chardev", "socket,id=ID,path=PATH|fd=N,server=on,wait=off", opt_chardev,
-      "a socket for -mon (may be repeated)" },
+    { "chardev", "socket|stdio|file|null,id=ID[,...]", opt_chardev,
+      "a character device for -mon, -serial chardev:ID or virtconsole (socket: path=PATH|host=H,port=N|fd=N,server=on,wait=off; file: path=PATH)" },
     { "mon", "chardev=ID,mode=control", opt_mon, "serve QMP on chardev ID" },
     { "device", "DRIVER[,prop=value...]", opt_device, "add a device (virtio-blk-pci, virtio-net-pci, ...)" },
     { "drive", "file=FILE[,if=virtio|none][,format=raw][,id=ID][,readonly=on][,cache=...]", opt_drive,
@@ -504,7 +564,7 @@ VmConfig *vm_config_new(void)
     cfg->smp_cpus = cfg->sockets = cfg->cores = cfg->threads = 1;
     cfg->serials = g_ptr_array_new_with_free_func(g_free);
     cfg->qmp = g_ptr_array_new_with_free_func(g_free);
-    cfg->chardevs = g_ptr_array_new_with_free_func(chardev_free);
+    cfg->chardevs = g_ptr_array_new_with_free_func((GDestroyNotify)vm_chardev_free);
     cfg->mons = g_ptr_array_new_with_free_func(mon_free);
     GPtrArray **lists[] = { &cfg->devices, &cfg->drives, &cfg->blockdevs, &cfg->netdevs, &cfg->nics, &cfg->objects };
     for (size_t i = 0; i < G_N_ELEMENTS(lists); i++) {
@@ -538,6 +598,93 @@ void vm_config_free(VmConfig *cfg)
     g_free(cfg);
 }
 
+/* One reference to a chardev from a frontend, for the checks after parsing. */
+typedef struct {
+    const char *user; /* "-mon", "-serial", "-device virtconsole" */
+    const char *id;
+    char *text;       /* the frontend option as typed, for errors */
+} ChardevRef;
+
+static void chardev_ref_clear(gpointer p)
+{
+    g_free(((ChardevRef *)p)->text);
+}
+
+/* Every frontend reference to a chardev, in no particular order. */
+static GArray *chardev_refs(const VmConfig *cfg)
+{
+    GArray *refs = g_array_new(FALSE, TRUE, sizeof(ChardevRef));
+    g_array_set_clear_func(refs, chardev_ref_clear);
+    for (guint i = 0; i < cfg->mons->len; i++) {
+        const VmMonitor *m = cfg->mons->pdata[i];
+        ChardevRef r = { "-mon", m->chardev, g_strdup_printf("-mon chardev=%s", m->chardev) };
+        g_array_append_val(refs, r);
+    }
+    for (guint i = 0; i < cfg->serials->len; i++) {
+        const char *spec = cfg->serials->pdata[i];
+        if (g_str_has_prefix(spec, "chardev:")) {
+            ChardevRef r = { "-serial", spec + 8, g_strdup_printf("-serial %s", spec) };
+            g_array_append_val(refs, r);
+        }
+    }
+    /* Any device with chardev=: the device model checks whether it takes one. */
+    for (guint i = 0; i < cfg->devices->len; i++) {
+        const VmOpt *o = cfg->devices->pdata[i];
+        const char *id = vm_opt_get(o, "chardev");
+        if (id) {
+            ChardevRef r = { "-device", id, g_strdup_printf("-device %s", o->text) };
+            g_array_append_val(refs, r);
+        }
+    }
+    return refs;
+}
+
+const char *vm_config_chardev_user(const VmConfig *cfg, const char *id)
+{
+    g_autoptr(GArray) refs = chardev_refs(cfg);
+    for (guint i = 0; i < refs->len; i++) {
+        const ChardevRef *r = &g_array_index(refs, ChardevRef, i);
+        if (strcmp(r->id, id) == 0) {
+            return r->user; /* a string literal: outlives @refs */
+        }
+    }
+    return NULL;
+}
+
+/*
+ * Frontends may come before their -chardev, so references are checked once
+ * everything is parsed: each names an existing chardev, no chardev serves two
+ * frontends, and a QMP monitor sits on a socket.
+ */
+static gboolean check_chardev_users(const VmConfig *cfg, GError **err)
+{
+    g_autoptr(GArray) refs = chardev_refs(cfg);
+    for (guint i = 0; i < refs->len; i++) {
+        const ChardevRef *r = &g_array_index(refs, ChardevRef, i);
+        const VmChardev *c = vm_config_find_chardev(cfg, r->id);
+        if (!c) {
+            g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "%s: chardev '%s' not found", r->text, r->id);
+            return FALSE;
+        }
+        for (guint j = 0; j < i; j++) {
+            const ChardevRef *first = &g_array_index(refs, ChardevRef, j);
+            if (strcmp(first->id, r->id) == 0) {
+                g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID,
+                            "%s: chardev '%s' is already used by %s (a chardev serves one frontend)", r->text,
+                            r->id, first->text);
+                return FALSE;
+            }
+        }
+        if (strcmp(r->user, "-mon") == 0 && c->backend != VM_CHARDEV_SOCKET) {
+            g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID,
+                        "%s: chardev '%s' is not a socket (QMP monitors are served on socket chardevs)", r->text,
+                        r->id);
+            return FALSE;
+        }
+    }
+    return TRUE;
+}
+
 gboolean vm_config_parse(VmConfig *cfg, int argc, char **argv, GError **err)
 {
     for (int i = 1; i < argc; i++) {
@@ -566,29 +713,7 @@ gboolean vm_config_parse(VmConfig *cfg, int argc, char **argv, GError **err)
             return FALSE;
         }
     }
-    /* -mon may come before its -chardev, so references are checked at the end. */
-    for (guint i = 0; i < cfg->mons->len; i++) {
-        const VmMonitor *m = cfg->mons->pdata[i];
-        if (!vm_config_find_chardev(cfg, m->chardev)) {
-            g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "-mon chardev=%s: chardev '%s' not found",
-                        m->chardev, m->chardev);
-            return FALSE;
-        }
-    }
-    /* Nothing but a monitor can use a socket chardev yet: an unused one is a mistake. */
-    for (guint i = 0; i < cfg->chardevs->len; i++) {
-        const VmChardev *c = cfg->chardevs->pdata[i];
-        bool used = false;
-        for (guint j = 0; j < cfg->mons->len && !used; j++) {
-            used = strcmp(((const VmMonitor *)cfg->mons->pdata[j])->chardev, c->id) == 0;
-        }
-        if (!used) {
-            g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID,
-                        "-chardev id=%s: not used by any -mon (only QMP monitors can use socket chardevs)", c->id);
-            return FALSE;
-        }
-    }
-    return TRUE;
+    return check_chardev_users(cfg, err);
 }
 
 char *vm_config_help(const char *prog)

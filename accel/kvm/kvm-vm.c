@@ -78,6 +78,11 @@ int kvm_sys_fd(KvmVm *vm)
     return vm->sys_fd;
 }
 
+int kvm_vm_fd(KvmVm *vm)
+{
+    return vm->vm_fd;
+}
+
 int kvm_vm_check_extension(KvmVm *vm, unsigned cap)
 {
     int r = ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, cap);

@@ -9,6 +9,7 @@
 #define G_LOG_DOMAIN "pc"
 #include "hw/i386/pc.h"
 #include "accel/kvm.h"
+#include "block/block.h"
 #include "chardev/chardev.h"
 #include "hw/acpi/acpi-tables.h"
 #include "hw/acpi/pm.h"
@@ -277,7 +278,10 @@ static bool create_devices(PcMachine *pc, GError **err)
     Machine *m = &pc->parent;
     const char *spec = serial_spec(pc->cfg);
     if (spec && strcmp(spec, "none") != 0) {
-        pc->serial_chr = chardev_new(spec, err); /* its errors name the spec */
+        /* Errors name the spec or the chardev; a chardev:ID exists (vm_config_parse checked). */
+        pc->serial_chr = g_str_has_prefix(spec, "chardev:")
+                             ? chardev_open(vm_config_find_chardev(pc->cfg, spec + strlen("chardev:")), err)
+                             : chardev_new(spec, err);
         if (!pc->serial_chr) {
             return false;
         }
@@ -305,6 +309,11 @@ static bool create_devices(PcMachine *pc, GError **err)
     }
     pc->devices = (DeviceContext){ m, pci_host_bus(pc->pci), pc->cfg, g_ptr_array_new() };
     if (!device_create_all(&pc->devices, pc->cfg->devices, err)) {
+        return false;
+    }
+    /* As in QEMU, the disks -drive if=virtio implies come after the -device ones. */
+    g_autoptr(GPtrArray) implied = block_drive_implied_devices(pc->cfg, err);
+    if (!implied || !device_create_all(&pc->devices, implied, err)) {
         return false;
     }
     g_autoptr(GPtrArray) nics = net_nic_device_opts(pc->cfg, err);

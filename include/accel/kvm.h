@@ -17,6 +17,8 @@ typedef struct KvmVcpu KvmVcpu;
 KvmVm *kvm_vm_new(Machine *machine, const char *dev_path, unsigned long type, GError **err);
 void kvm_vm_free(KvmVm *vm);
 int kvm_sys_fd(KvmVm *vm);
+/* The VM file descriptor, for target/ code that saves and restores in-kernel state. */
+int kvm_vm_fd(KvmVm *vm);
 /* KVM_CHECK_EXTENSION on the VM (falls back to /dev/kvm); <0 is 0. */
 int kvm_vm_check_extension(KvmVm *vm, unsigned cap);
 

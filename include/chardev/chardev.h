@@ -1,7 +1,13 @@
 /*
- * Character device backends (-serial stdio|file:PATH|null). A frontend
- * (a UART) writes guest output with chardev_write() and receives input
- * through the callback it installs; input is delivered on the main loop.
+ * Character device backends: -serial stdio|file:PATH|null and -chardev
+ * stdio|file|null|socket. A frontend (a UART, a virtio console) writes guest
+ * output with chardev_write() or chardev_write_nonblocking() and receives
+ * input through the callback it installs; input is delivered on the main
+ * loop.
+ *
+ * A socket chardev listens and serves one client at a time (the next one
+ * waits in the backlog until it leaves). Output while no client is connected
+ * is dropped, as QEMU drops it; input flows from the client.
  */
 #pragma once
 #include <glib.h>
@@ -10,6 +16,7 @@
 #include <stdint.h>
 
 typedef struct Chardev Chardev;
+typedef struct VmChardev VmChardev;
 
 /* Called on the main loop with bytes the user typed; the frontend buffers. */
 typedef void (*ChardevInputFn)(void *opaque, const uint8_t *buf, size_t len);
@@ -18,7 +25,11 @@ typedef size_t (*ChardevCanReadFn)(void *opaque);
 
 /* "stdio", "file:PATH", "null"; errors name the spec and the reason. */
 Chardev *chardev_new(const char *spec, GError **err);
+/* A -chardev as the command line described it; errors name its id. */
+Chardev *chardev_open(const VmChardev *c, GError **err);
 void chardev_free(Chardev *chr);
+/* The TCP port a socket chardev listens on (port=0 picks one), or -1. */
+int chardev_socket_port(Chardev *chr);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(Chardev, chardev_free)
 
 /* Writes all of @buf (blocking briefly if the backend is full); never fails the guest. */

@@ -10,11 +10,24 @@ typedef enum {
     VM_ACTION_HELP,
 } VmAction;
 
-/* -chardev socket,id=ID,path=PATH|fd=N,server=on,wait=off: only QMP monitors use them. */
+/*
+ * -chardev BACKEND,id=ID,...: checked here, opened by the one frontend that
+ * claims it (-mon, -device virtconsole,chardev=ID, -serial chardev:ID) with
+ * chardev_open(), or by main() when nothing does (QEMU opens those too).
+ */
+typedef enum {
+    VM_CHARDEV_SOCKET, /* path=PATH | host=HOST,port=PORT | fd=N; server=on,wait=off */
+    VM_CHARDEV_STDIO,
+    VM_CHARDEV_FILE,   /* path=PATH */
+    VM_CHARDEV_NULL,
+} VmChardevBackend;
+
 typedef struct VmChardev {
     char *id;
-    char *path; /* or NULL, and then: */
-    int fd;     /* an inherited listening socket */
+    VmChardevBackend backend;
+    char *path;        /* file, or a unix socket */
+    char *host, *port; /* a TCP socket (host may be empty: every address) */
+    int fd;            /* an inherited listening socket, or -1 */
 } VmChardev;
 
 /* -mon chardev=ID,mode=control */
@@ -42,7 +55,7 @@ typedef struct VmConfig {
     uint64_t ram_size;  /* bytes */
     unsigned smp_cpus, sockets, cores, threads;
     char *kernel, *initrd, *append;
-    GPtrArray *serials; /* "stdio", "file:PATH", "null"; empty = default */
+    GPtrArray *serials; /* "stdio", "file:PATH", "null", "chardev:ID"; empty = default */
     char *display;      /* "none" */
     gboolean nographic, nodefaults, no_reboot, no_shutdown, start_paused;
     char *name, *pidfile;
@@ -84,6 +97,11 @@ bool vm_opt_get_bool(const VmOpt *opt, const char *key, bool def, bool *out, GEr
 const VmOpt *vm_opt_find(GPtrArray *list, const char *key, const char *value);
 
 const VmChardev *vm_config_find_chardev(const VmConfig *cfg, const char *id);
+/*
+ * What claims chardev @id ("-mon", "-serial" or "-device"), or NULL
+ * when nothing does. vm_config_parse() has made sure there is at most one.
+ */
+const char *vm_config_chardev_user(const VmConfig *cfg, const char *id);
 
 /* The -h text. */
 char *vm_config_help(const char *prog);

@@ -9,6 +9,7 @@
 #define CPUID_1_ECX_HYPERVISOR (1u << 31)
 #define CPUID_1_EDX_HTT (1u << 28)
 #define MSR_IA32_MISC_ENABLE 0x1a0
+#define CPUID_80000007_EDX_INVTSC (1u << 8)
 #define MISC_ENABLE_FAST_STRING 1
 
 const char *const x86_cpu_models[] = { "host", NULL };
@@ -93,6 +94,14 @@ static void adjust_cpuid(struct kvm_cpuid2 *c, const X86Topology *t, unsigned in
         case 0xb:
         case 0x1f:
             set_topology_leaf(e, t, apic_id);
+            break;
+        case 0x80000007:
+            /*
+             * No invariant TSC, as QEMU's migratable "host" model: a guest
+             * that relies on it would misbehave after migrating to a host
+             * whose TSC runs at another rate.
+             */
+            e->edx &= ~CPUID_80000007_EDX_INVTSC;
             break;
         case 0x80000008: /* AMD: logical processors per package */
             e->ecx = (e->ecx & ~0xf0ffu) | (bits_for(per_package) << 12) | (per_package - 1);

@@ -36,4 +36,17 @@ expect_error "unknown machine" "-machine q99: unknown machine type" -machine q99
 expect_error "bad -serial" "-serial tcp:1: serial backend must be" -serial tcp:1
 expect_error "missing initrd file" "-initrd $dir/nope" -kernel "$guest" -initrd "$dir/nope"
 expect_error "kernel that is a directory" "-kernel $dir: not a regular file" -kernel "$dir"
+expect_error "unknown chardev backend" "-chardev pty,id=c: unknown backend 'pty'" -chardev pty,id=c -kernel "$guest"
+expect_error "chardev used twice" "chardev 'c' is already used by" -chardev null,id=c -serial chardev:c \
+	-device virtio-serial-pci -device virtconsole,chardev=c -kernel "$guest"
+expect_error "chardev file in a missing directory" "chardev 'c': cannot open '$dir/no/f'" \
+	-chardev file,id=c,path="$dir/no/f" -kernel "$guest"
+expect_error "virtconsole without its bus" "-device virtconsole: no virtio-serial-pci to attach to" \
+	-device virtconsole -kernel "$guest"
+expect_error "second virtconsole" "one virtconsole per virtio-serial-pci" \
+	-device virtio-serial-pci -device virtconsole -device virtconsole -kernel "$guest"
+expect_error "rng file missing" "-object rng-random,id=r,filename=$dir/nope: cannot open" \
+	-object rng-random,id=r,filename="$dir/nope" -kernel "$guest"
+expect_error "rng backend not found" "-device virtio-rng-pci,rng=r: rng backend 'r' not found" \
+	-device virtio-rng-pci,rng=r -kernel "$guest"
 exit $((fails > 0))

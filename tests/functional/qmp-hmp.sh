@@ -25,7 +25,9 @@ if [[ $VMM_IS_VIREO == 1 ]]; then
 -mon chardev=nope,mode=control|chardev 'nope' not found
 -chardev socket,id=c,path=$sock,server=on,wait=off -mon chardev=c|only mode=control
 -chardev socket,id=c,path=$sock,server=on,wait=off -mon chardev=c,mode=readline|only mode=control
--chardev socket,id=c,path=$sock,server=on,wait=off|not used by any -mon
+-chardev socket,id=c,path=$sock,server=on,wait=off -mon chardev=c,mode=control -mon chardev=c,mode=control|chardev 'c' is already used by -mon chardev=c
+-chardev file,id=c,path=$dir/f -mon chardev=c,mode=control|chardev 'c' is not a socket
+-chardev file,id=c,path=/nonexistent-vireo-dir/f|chardev 'c': cannot open '/nonexistent-vireo-dir/f'
 -chardev socket,id=c,fd=9,server=on,wait=off -mon chardev=c,mode=control|-chardev id=c: file descriptor 9 is not a socket
 -chardev socket,id=c,fd=0,server=on,wait=off -mon chardev=c,mode=control|-chardev id=c:
 EOT

@@ -2,7 +2,7 @@
 # Debian's stock kernels boot under Vireo in the rig: bookworm's cloud kernel
 # (6.1) and a 7.x generic kernel, with 2 vCPUs and 512 MiB or 5 GiB. The
 # guest's init sees 2 CPUs and all the memory, its kernel log has no ACPI
-# errors, `poweroff -f` ends Vireo with status 0, and `reboot -f` with
+# errors, a power-off (sysrq o) ends Vireo with status 0, and a reboot (sysrq b) with
 # -no-reboot ends it too.
 . "$(dirname "$0")/../rig/selftest/lib.sh"
 vmm="$build/vireo-system-x86_64"

@@ -71,6 +71,81 @@ static void test_bad_lines(void)
     }
 }
 
+/* -chardev: each backend with its keys, any frontend may claim one, but only one. */
+static void test_chardevs(void)
+{
+    g_autoptr(VmConfig) cfg = vm_config_new();
+    g_autoptr(GError) err = NULL;
+    g_assert_true(parse(cfg, &err, "-chardev", "socket,id=s0,path=/tmp/s0,server=on,wait=off",
+                        "-chardev", "socket,id=t0,host=127.0.0.1,port=4444,server,wait=off",
+                        "-chardev", "socket,id=t1,port=4445,server=on,wait=off",
+                        "-chardev", "socket,id=f3,fd=3,server=on,wait=off",
+                        "-chardev", "stdio,id=con", "-chardev", "file,id=log,path=/tmp/log",
+                        "-chardev", "null,id=nothing", "-mon", "chardev=s0,mode=control",
+                        "-serial", "chardev:log", "-device", "virtconsole,chardev=t0", NULL));
+    g_assert_no_error(err);
+    g_assert_cmpuint(cfg->chardevs->len, ==, 7);
+    const VmChardev *s0 = vm_config_find_chardev(cfg, "s0");
+    g_assert_cmpint(s0->backend, ==, VM_CHARDEV_SOCKET);
+    g_assert_cmpstr(s0->path, ==, "/tmp/s0");
+    g_assert_cmpint(s0->fd, ==, -1);
+    const VmChardev *t0 = vm_config_find_chardev(cfg, "t0");
+    g_assert_cmpstr(t0->host, ==, "127.0.0.1");
+    g_assert_cmpstr(t0->port, ==, "4444");
+    g_assert_cmpstr(vm_config_find_chardev(cfg, "t1")->host, ==, ""); /* every address */
+    g_assert_cmpint(vm_config_find_chardev(cfg, "f3")->fd, ==, 3);
+    g_assert_cmpint(vm_config_find_chardev(cfg, "con")->backend, ==, VM_CHARDEV_STDIO);
+    g_assert_cmpstr(vm_config_find_chardev(cfg, "log")->path, ==, "/tmp/log");
+    g_assert_cmpint(vm_config_find_chardev(cfg, "nothing")->backend, ==, VM_CHARDEV_NULL);
+    g_assert_cmpstr(vm_config_chardev_user(cfg, "s0"), ==, "-mon");
+    g_assert_cmpstr(vm_config_chardev_user(cfg, "log"), ==, "-serial");
+    g_assert_cmpstr(vm_config_chardev_user(cfg, "t0"), ==, "-device");
+    g_assert_null(vm_config_chardev_user(cfg, "nothing")); /* unused is fine, as in QEMU */
+}
+
+static void test_chardev_errors(void)
+{
+    static const char *const cases[][8] = { /* arguments, then the message; NULL after */
+        { "-chardev", "pty,id=x", "-chardev pty,id=x: unknown backend 'pty'" },
+        { "-chardev", "id=x", "-chardev id=x: unknown backend ''" },
+        { "-chardev", "null", "-chardev null: no id given" },
+        { "-chardev", "null,id=x,path=/p", "-chardev null,id=x,path=/p: -chardev: unknown parameter 'path'" },
+        { "-chardev", "file,id=x", "-chardev file,id=x: no path given" },
+        { "-chardev", "socket,id=x,server=on,wait=off", "-chardev socket,id=x,server=on,wait=off: give exactly one of" },
+        { "-chardev", "socket,id=x,path=/a,port=1,server=on,wait=off", "give exactly one of" },
+        { "-chardev", "socket,id=x,host=h,server=on,wait=off", "port=: expected a TCP port number" },
+        { "-chardev", "socket,id=x,port=65536,server=on,wait=off", "port=65536: expected a TCP port number" },
+        { "-chardev", "socket,id=x,path=/a", "only server=on,wait=off is supported" },
+        { "-chardev", "socket,id=x,path=/a,server=on", "only server=on,wait=off is supported" },
+        { "-chardev", "socket,id=x,path=/a,server=maybe,wait=off", "server" },
+        { "-chardev", "socket,id=x,path=/a,server=on,wait=off,telnet=on", "unknown parameter 'telnet'" },
+        { "-chardev", "null,id=x", "-chardev", "null,id=x", "-chardev null,id=x: duplicate chardev id 'x'" },
+        { "-mon", "chardev=x,mode=control", "-mon chardev=x: chardev 'x' not found" },
+        { "-serial", "chardev:x", "-serial chardev:x: chardev 'x' not found" },
+        { "-device", "virtconsole,chardev=x", "-device virtconsole,chardev=x: chardev 'x' not found" },
+        { "-chardev", "null,id=x", "-mon", "chardev=x,mode=control",
+          "-mon chardev=x: chardev 'x' is not a socket" },
+        { "-chardev", "file,id=x,path=/l", "-serial", "chardev:x", "-device", "virtconsole,chardev=x",
+          "-device virtconsole,chardev=x: chardev 'x' is already used by -serial chardev:x" },
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_autoptr(VmConfig) cfg = vm_config_new();
+        g_autoptr(GError) err = NULL;
+        g_autoptr(GPtrArray) argv = g_ptr_array_new();
+        g_ptr_array_add(argv, "vireo-system-x86_64");
+        size_t n = 0;
+        while (cases[i][n + 1]) {
+            g_ptr_array_add(argv, (gpointer)cases[i][n++]);
+        }
+        const char *want = cases[i][n];
+        g_assert_false(vm_config_parse(cfg, argv->len, (char **)argv->pdata, &err));
+        g_assert_nonnull(err);
+        if (!strstr(err->message, want) || strchr(err->message, '\n')) {
+            g_error("case %zu: '%s' does not say '%s' on one line", i, err->message, want);
+        }
+    }
+}
+
 static void test_actions(void)
 {
     g_autoptr(VmConfig) a = vm_config_new();
@@ -90,5 +165,7 @@ int main(int argc, char **argv)
     g_test_add_func("/options/full-line", test_full_line);
     g_test_add_func("/options/bad-lines", test_bad_lines);
     g_test_add_func("/options/actions", test_actions);
+    g_test_add_func("/options/chardevs", test_chardevs);
+    g_test_add_func("/options/chardev-errors", test_chardev_errors);
     return g_test_run();
 }

@@ -1,0 +1,39 @@
+/*
+ * Guest RAM in the migration stream: RAM sections of up to
+ * RAM_SECTION_PAGES pages each, every page either its 4 KiB or a zero
+ * marker. The loader writes only non-zero pages, so a restore into fresh
+ * (zero) memory never touches the pages the guest never used.
+ */
+#pragma once
+#include "migration/stream.h"
+
+#define RAM_PAGE_SIZE 4096u
+#define RAM_SECTION_PAGES 256u
+
+/* One contiguous piece of guest RAM, named so a stream can say which. */
+typedef struct RamBlock {
+    const char *name;
+    uint8_t *host;
+    uint64_t size; /* a multiple of RAM_PAGE_SIZE */
+} RamBlock;
+
+typedef struct RamStats {
+    uint64_t pages, zero_pages, bytes;
+} RamStats;
+
+/*
+ * Write pages [first, first + count) of @block (count <= RAM_SECTION_PAGES)
+ * as one section; @stats (may be NULL) accumulates.
+ */
+void ram_save_pages(MigWriter *w, const RamBlock *block, uint64_t first, unsigned count, RamStats *stats);
+/* Write every page of @blocks. */
+void ram_save_all(MigWriter *w, const RamBlock *blocks, unsigned nblocks, RamStats *stats);
+/*
+ * Apply a RAM section to the block of the same name in @blocks. @fresh says
+ * the destination is still all zero (a new process), so zero pages need no
+ * write. Fails naming the block and page on anything malformed.
+ */
+bool ram_load_section(const MigSection *s, const RamBlock *blocks, unsigned nblocks, bool fresh, RamStats *stats,
+                      GError **err);
+/* Whether a page is all zero (fast: word at a time). */
+bool ram_page_is_zero(const uint8_t *page);

@@ -1,0 +1,56 @@
+/*
+ * The migration stream (docs/migration-stream.md): a header with magic,
+ * version and the machine fingerprint, then sections each carrying its own
+ * CRC-32C, then an end marker. Writers and readers work over a file
+ * descriptor (file, pipe, socket: every migration channel is one) or, for
+ * tests and fuzzing, over memory.
+ */
+#pragma once
+#include <glib.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define MIG_STREAM_MAGIC "VIREOVM\n"
+#define MIG_STREAM_VERSION 1
+/* No section is larger: a corrupt length cannot make the reader allocate more. */
+#define MIG_SECTION_MAX (64u << 20)
+
+typedef enum {
+    MIG_SECTION_DEVICE = 1, /* a vmstate description: name, instance, version */
+    MIG_SECTION_RAM = 2,    /* guest pages, see migration/ram.c */
+    MIG_SECTION_END = 0xff,
+} MigSectionKind;
+
+typedef struct MigWriter MigWriter;
+typedef struct MigReader MigReader;
+
+/* Write to @fd (not closed by the writer), or to memory when @fd < 0 (mig_writer_data). */
+MigWriter *mig_writer_new(int fd);
+void mig_writer_free(MigWriter *w);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(MigWriter, mig_writer_free)
+void mig_write_header(MigWriter *w, const char *fingerprint);
+void mig_write_section(MigWriter *w, MigSectionKind kind, const char *name, uint32_t instance, uint32_t version,
+                       const void *payload, size_t len);
+void mig_write_end(MigWriter *w);
+/* Push buffered bytes out; false with the first write error (sticky) naming the channel. */
+bool mig_writer_flush(MigWriter *w, GError **err);
+uint64_t mig_writer_bytes(const MigWriter *w);
+GBytes *mig_writer_data(MigWriter *w); /* memory writers only */
+
+typedef struct MigSection {
+    MigSectionKind kind;
+    char *name;
+    uint32_t instance, version;
+    GBytes *payload;
+} MigSection;
+void mig_section_clear(MigSection *s);
+
+MigReader *mig_reader_new_fd(int fd);
+MigReader *mig_reader_new_bytes(GBytes *data);
+void mig_reader_free(MigReader *r);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(MigReader, mig_reader_free)
+/* Check magic, version and that the stream's fingerprint is @fingerprint. */
+bool mig_read_header(MigReader *r, const char *fingerprint, GError **err);
+/* The next section, its CRC checked; an END section ends the stream. */
+bool mig_read_section(MigReader *r, MigSection *s, GError **err);
+uint64_t mig_reader_bytes(const MigReader *r);

@@ -1,0 +1,7 @@
+/* CRC-32C (Castagnoli), as iSCSI and ext4 use it: detects corruption in migration streams. */
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+/* Continue @crc (start with 0) over @len bytes of @buf. */
+uint32_t crc32c(uint32_t crc, const void *buf, size_t len);

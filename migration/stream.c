@@ -1,0 +1,357 @@
+/*
+ * The stream format: see include/migration/stream.h and
+ * docs/migration-stream.md. Every integer is little-endian.
+ *
+ *   header:  magic[8] u32 version u32 fingerprint_len fingerprint[] u32 crc
+ *   section: u8 kind u8 name_len name[] u32 instance u32 version
+ *            u32 payload_len payload[] u32 crc      (crc over all before it)
+ *   end:     u8 0xff u32 crc
+ */
+#include "migration/stream.h"
+#include "util/crc32c.h"
+#include "util/error.h"
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#define WRITE_BUFFER (1u << 20)
+#define FINGERPRINT_MAX 65536
+
+struct MigWriter {
+    int fd;
+    GByteArray *buf;
+    uint64_t bytes;
+    int error; /* first errno, sticky */
+};
+
+MigWriter *mig_writer_new(int fd)
+{
+    MigWriter *w = g_new0(MigWriter, 1);
+    w->fd = fd;
+    w->buf = g_byte_array_sized_new(fd >= 0 ? WRITE_BUFFER : 4096);
+    return w;
+}
+
+void mig_writer_free(MigWriter *w)
+{
+    if (w) {
+        g_byte_array_unref(w->buf);
+        g_free(w);
+    }
+}
+
+static void drain(MigWriter *w)
+{
+    size_t done = 0;
+    while (!w->error && done < w->buf->len) {
+        ssize_t n = write(w->fd, w->buf->data + done, w->buf->len - done);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            w->error = n < 0 ? errno : EIO;
+            break;
+        }
+        done += n;
+    }
+    g_byte_array_set_size(w->buf, 0);
+}
+
+static void put(MigWriter *w, const void *p, size_t len)
+{
+    w->bytes += len;
+    if (w->fd >= 0 && w->buf->len + len > WRITE_BUFFER) {
+        drain(w);
+        if (len >= WRITE_BUFFER) {
+            g_byte_array_append(w->buf, p, len);
+            drain(w);
+            return;
+        }
+    }
+    g_byte_array_append(w->buf, p, len);
+}
+
+static void put_le(GByteArray *a, uint64_t v, unsigned n)
+{
+    uint8_t b[8];
+    for (unsigned i = 0; i < n; i++) {
+        b[i] = v >> (8 * i);
+    }
+    g_byte_array_append(a, b, n);
+}
+
+/* Build a record in memory, then write it with its CRC. */
+static void put_record(MigWriter *w, GByteArray *rec, const void *payload, size_t len)
+{
+    uint32_t crc = crc32c(crc32c(0, rec->data, rec->len), payload, len);
+    put(w, rec->data, rec->len);
+    put(w, payload, len);
+    g_byte_array_set_size(rec, 0);
+    put_le(rec, crc, 4);
+    put(w, rec->data, rec->len);
+}
+
+void mig_write_header(MigWriter *w, const char *fingerprint)
+{
+    g_autoptr(GByteArray) rec = g_byte_array_new();
+    g_byte_array_append(rec, (const uint8_t *)MIG_STREAM_MAGIC, 8);
+    put_le(rec, MIG_STREAM_VERSION, 4);
+    size_t len = strlen(fingerprint);
+    g_assert(len <= FINGERPRINT_MAX);
+    put_le(rec, len, 4);
+    put_record(w, rec, fingerprint, len);
+}
+
+void mig_write_section(MigWriter *w, MigSectionKind kind, const char *name, uint32_t instance, uint32_t version,
+                       const void *payload, size_t len)
+{
+    size_t name_len = strlen(name);
+    g_assert(name_len < 256 && len <= MIG_SECTION_MAX);
+    g_autoptr(GByteArray) rec = g_byte_array_new();
+    put_le(rec, kind, 1);
+    put_le(rec, name_len, 1);
+    g_byte_array_append(rec, (const uint8_t *)name, name_len);
+    put_le(rec, instance, 4);
+    put_le(rec, version, 4);
+    put_le(rec, len, 4);
+    put_record(w, rec, payload, len);
+}
+
+void mig_write_end(MigWriter *w)
+{
+    g_autoptr(GByteArray) rec = g_byte_array_new();
+    put_le(rec, MIG_SECTION_END, 1);
+    put_record(w, rec, NULL, 0);
+}
+
+bool mig_writer_flush(MigWriter *w, GError **err)
+{
+    if (w->fd >= 0) {
+        drain(w);
+    }
+    if (w->error) {
+        g_set_error(err, VIREO_ERROR, VIREO_ERROR_FAILED, "writing the migration stream failed: %s",
+                    g_strerror(w->error));
+        return false;
+    }
+    return true;
+}
+
+uint64_t mig_writer_bytes(const MigWriter *w)
+{
+    return w->bytes;
+}
+
+GBytes *mig_writer_data(MigWriter *w)
+{
+    g_assert(w->fd < 0);
+    return g_bytes_new(w->buf->data, w->buf->len);
+}
+
+/* ---- reading ---- */
+
+struct MigReader {
+    int fd;
+    GBytes *data; /* memory readers */
+    size_t pos;
+    uint64_t bytes;
+    int error;
+    bool eof;
+    uint32_t crc; /* over the current record so far */
+};
+
+MigReader *mig_reader_new_fd(int fd)
+{
+    MigReader *r = g_new0(MigReader, 1);
+    r->fd = fd;
+    return r;
+}
+
+MigReader *mig_reader_new_bytes(GBytes *data)
+{
+    MigReader *r = g_new0(MigReader, 1);
+    r->fd = -1;
+    r->data = g_bytes_ref(data);
+    return r;
+}
+
+void mig_reader_free(MigReader *r)
+{
+    if (r) {
+        if (r->data) {
+            g_bytes_unref(r->data);
+        }
+        g_free(r);
+    }
+}
+
+uint64_t mig_reader_bytes(const MigReader *r)
+{
+    return r->bytes;
+}
+
+/* Exactly @len bytes, or false at end of input / on error. */
+static bool get(MigReader *r, void *p, size_t len)
+{
+    if (r->data) {
+        size_t size;
+        const uint8_t *d = g_bytes_get_data(r->data, &size);
+        if (size - r->pos < len) {
+            r->eof = true;
+            return false;
+        }
+        memcpy(p, d + r->pos, len);
+        r->pos += len;
+    } else {
+        size_t done = 0;
+        while (done < len) {
+            ssize_t n = read(r->fd, (uint8_t *)p + done, len - done);
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            if (n <= 0) {
+                r->eof = n == 0;
+                r->error = n < 0 ? errno : 0;
+                return false;
+            }
+            done += n;
+        }
+    }
+    r->bytes += len;
+    r->crc = crc32c(r->crc, p, len);
+    return true;
+}
+
+static bool get_le(MigReader *r, unsigned n, uint64_t *v)
+{
+    uint8_t b[8];
+    if (!get(r, b, n)) {
+        return false;
+    }
+    *v = 0;
+    for (unsigned i = 0; i < n; i++) {
+        *v |= (uint64_t)b[i] << (8 * i);
+    }
+    return true;
+}
+
+static bool short_read(MigReader *r, GError **err, const char *where)
+{
+    if (r->error) {
+        g_set_error(err, VIREO_ERROR, VIREO_ERROR_FAILED, "reading the migration stream failed %s: %s", where,
+                    g_strerror(r->error));
+    } else {
+        g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID,
+                    "the migration stream is truncated %s (after %" G_GUINT64_FORMAT " bytes)", where, r->bytes);
+    }
+    return false;
+}
+
+static bool check_crc(MigReader *r, GError **err, const char *what)
+{
+    uint32_t want = r->crc;
+    uint64_t got;
+    if (!get_le(r, 4, &got)) {
+        return short_read(r, err, what);
+    }
+    if ((uint32_t)got != want) {
+        g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID,
+                    "the migration stream is corrupt: checksum mismatch in %s (ending at byte %" G_GUINT64_FORMAT ")",
+                    what, r->bytes);
+        return false;
+    }
+    return true;
+}
+
+bool mig_read_header(MigReader *r, const char *fingerprint, GError **err)
+{
+    char magic[8];
+    uint64_t version, len;
+    r->crc = 0;
+    if (!get(r, magic, 8)) {
+        return short_read(r, err, "in its header");
+    }
+    if (memcmp(magic, MIG_STREAM_MAGIC, 8) != 0) {
+        g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "not a Vireo migration stream (bad magic)");
+        return false;
+    }
+    if (!get_le(r, 4, &version) || !get_le(r, 4, &len)) {
+        return short_read(r, err, "in its header");
+    }
+    if (version != MIG_STREAM_VERSION) {
+        g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID,
+                    "migration stream version %u, this Vireo reads version %u", (unsigned)version, MIG_STREAM_VERSION);
+        return false;
+    }
+    if (len > FINGERPRINT_MAX) {
+        g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "the migration stream is corrupt: a %u-byte header",
+                    (unsigned)len);
+        return false;
+    }
+    g_autofree char *theirs = g_malloc0(len + 1);
+    if (!get(r, theirs, len)) {
+        return short_read(r, err, "in its header");
+    }
+    if (!check_crc(r, err, "the header")) {
+        return false;
+    }
+    if (strcmp(theirs, fingerprint) != 0) {
+        g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID,
+                    "the migration stream is from a different machine configuration: it has %s, this VM is %s",
+                    theirs, fingerprint);
+        return false;
+    }
+    return true;
+}
+
+void mig_section_clear(MigSection *s)
+{
+    g_clear_pointer(&s->name, g_free);
+    g_clear_pointer(&s->payload, g_bytes_unref);
+}
+
+bool mig_read_section(MigReader *r, MigSection *s, GError **err)
+{
+    uint64_t kind, name_len, instance, version, len;
+    char name[256];
+    *s = (MigSection){ 0 };
+    r->crc = 0;
+    if (!get_le(r, 1, &kind)) {
+        return short_read(r, err, "before its end marker");
+    }
+    if (kind == MIG_SECTION_END) {
+        s->kind = MIG_SECTION_END;
+        return check_crc(r, err, "the end marker");
+    }
+    if (kind != MIG_SECTION_DEVICE && kind != MIG_SECTION_RAM) {
+        g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID,
+                    "the migration stream is corrupt: unknown section kind %u at byte %" G_GUINT64_FORMAT,
+                    (unsigned)kind, r->bytes - 1);
+        return false;
+    }
+    if (!get_le(r, 1, &name_len) || !get(r, name, name_len) || !get_le(r, 4, &instance) ||
+        !get_le(r, 4, &version) || !get_le(r, 4, &len)) {
+        return short_read(r, err, "in a section header");
+    }
+    name[name_len] = '\0';
+    if (len > MIG_SECTION_MAX) {
+        g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID,
+                    "the migration stream is corrupt: section '%s' claims %" G_GUINT64_FORMAT " bytes", name, len);
+        return false;
+    }
+    g_autofree uint8_t *payload = g_malloc(len ? len : 1);
+    if (!get(r, payload, len)) {
+        g_autofree char *where = g_strdup_printf("in section '%s'", name);
+        return short_read(r, err, where);
+    }
+    g_autofree char *what = g_strdup_printf("section '%s'", name);
+    if (!check_crc(r, err, what)) {
+        return false;
+    }
+    s->kind = kind;
+    s->name = g_strdup(name);
+    s->instance = instance;
+    s->version = version;
+    s->payload = g_bytes_new_take(g_steal_pointer(&payload), len);
+    return true;
+}
