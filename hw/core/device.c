@@ -2,12 +2,14 @@
 #include "hw/core/device.h"
 #include "hw/pci/pci.h"
 #include "hw/virtio/virtio-blk.h"
+#include "hw/virtio/virtio-net.h"
 #include "hw/virtio/virtio-rng.h"
 #include "hw/virtio/virtio-serial.h"
 #include <string.h>
 
 const DeviceType *const device_types[] = {
     &virtio_blk_pci_type,
+    &virtio_net_pci_type,
     &virtio_serial_pci_device,
     &virtconsole_device,
     &virtio_rng_pci_device,

@@ -20,6 +20,7 @@
 #include "hw/misc/port92.h"
 #include "hw/pci/pci-host.h"
 #include "hw/timer/rtc.h"
+#include "net/net.h"
 #include "system/options.h"
 #include "target/i386/cpu.h"
 #include "util/error.h"
@@ -65,6 +66,7 @@ typedef struct PcMachine {
     AcpiPm *pm;
     PciHost *pci;
     DeviceContext devices; /* -device and the devices other options imply */
+    GPtrArray *unused_netdevs; /* NetClient: -netdev no device uses (QEMU opens them too) */
 } PcMachine;
 
 static PcMachine *pc_of(Machine *m)
@@ -314,6 +316,14 @@ static bool create_devices(PcMachine *pc, GError **err)
     if (!implied || !device_create_all(&pc->devices, implied, err)) {
         return false;
     }
+    g_autoptr(GPtrArray) nics = net_nic_device_opts(pc->cfg, err);
+    if (!nics || !device_create_all(&pc->devices, nics, err)) {
+        return false;
+    }
+    pc->unused_netdevs = net_open_unused(pc->cfg, err);
+    if (!pc->unused_netdevs) {
+        return false;
+    }
     /* CMOS memory size fields, for guests that still read them. */
     uint64_t ext_kb = MIN((pc->below_4g - MiB) >> 10, 0xffffULL);
     uint64_t high_64k = pc->below_4g > 16 * MiB ? MIN((pc->below_4g - 16 * MiB) >> 16, 0xffffULL) : 0;
@@ -336,6 +346,7 @@ static void pc_destroy(Machine *m)
     if (!pc) {
         return;
     }
+    g_clear_pointer(&pc->unused_netdevs, g_ptr_array_unref);
     /* Devices stop their threads and unbind from the VM before it goes. */
     if (pc->devices.created) {
         device_destroy_all(pc->devices.created);
