@@ -28,6 +28,7 @@ struct VirtQueue {
     uint16_t used_idx;       /* next used slot */
     uint16_t signalled_used; /* used_idx when the driver was last interrupted */
     bool signalled_used_valid;
+    bool notification; /* the device wants kicks (see virtqueue_set_notification) */
     int notify_fd;
     bool notify_fd_taken;
     guint watch;
@@ -46,6 +47,7 @@ static void queue_reset(VirtQueue *vq)
     vq->used = NULL;
     vq->last_avail_idx = vq->used_idx = vq->signalled_used = 0;
     vq->signalled_used_valid = false;
+    vq->notification = true;
     uint64_t n;
     while (read(vq->notify_fd, &n, sizeof(n)) == sizeof(n)) {
     }
@@ -261,6 +263,7 @@ void virtqueue_enable(VirtQueue *vq)
     vq->cfg.enabled = true;
     vq->last_avail_idx = vq->used_idx = vq->signalled_used = 0;
     vq->signalled_used_valid = false;
+    vq->notification = true;
 }
 
 void virtqueue_handle_notify(VirtQueue *vq)
@@ -299,7 +302,9 @@ bool virtqueue_set_notification(VirtQueue *vq, bool enable)
     if (!virtqueue_ready(vq)) {
         return true;
     }
+    vq->notification = enable;
     if (virtio_has_feature(vq->vdev, VIRTIO_RING_F_EVENT_IDX)) {
+        /* Disabled: avail_event stays behind what we have read, so the driver does not kick. */
         if (enable) {
             __atomic_store_n(avail_event(vq), vq->last_avail_idx, __ATOMIC_RELAXED);
         }
@@ -418,7 +423,7 @@ VirtQueueElement *virtqueue_pop(VirtQueue *vq)
     }
     uint16_t head = __atomic_load_n(&vq->avail->ring[vq->last_avail_idx % vq->cfg.size], __ATOMIC_RELAXED);
     vq->last_avail_idx++;
-    if (virtio_has_feature(vdev, VIRTIO_RING_F_EVENT_IDX)) {
+    if (vq->notification && virtio_has_feature(vdev, VIRTIO_RING_F_EVENT_IDX)) {
         __atomic_store_n(avail_event(vq), vq->last_avail_idx, __ATOMIC_RELAXED);
     }
     g_autofree ChainWalk *w = g_new(ChainWalk, 1);

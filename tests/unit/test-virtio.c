@@ -194,6 +194,29 @@ static void test_event_idx_suppresses(void)
     teardown(&t);
 }
 
+static void test_event_idx_quiet_while_busy(void)
+{
+    T t;
+    setup(&t, 1ULL << VIRTIO_RING_F_EVENT_IDX);
+    VirtQueue *vq = virtio_queue(&t.vdev, 0);
+    for (unsigned i = 0; i < 2; i++) {
+        put_desc(&t, i, BUF, 1, VRING_DESC_F_WRITE, 0);
+        make_available(&t, i);
+    }
+    uint16_t avail_event;
+    /* While the device processes with notifications off, it asks for no kick... */
+    virtqueue_set_notification(vq, false);
+    g_free(virtqueue_pop(vq));
+    g_free(virtqueue_pop(vq));
+    memcpy(&avail_event, &used(&t)->ring[QSIZE], sizeof(avail_event));
+    g_assert_cmpuint(avail_event, ==, 0);
+    /* ...and asks for the next one when it turns them back on. */
+    g_assert_true(virtqueue_set_notification(vq, true));
+    memcpy(&avail_event, &used(&t)->ring[QSIZE], sizeof(avail_event));
+    g_assert_cmpuint(avail_event, ==, 2);
+    teardown(&t);
+}
+
 static void test_no_interrupt_flag(void)
 {
     T t;
@@ -333,6 +356,7 @@ int main(int argc, char **argv)
     g_test_add_func("/virtio/chain-round-trip", test_chain_round_trip);
     g_test_add_func("/virtio/indirect", test_indirect);
     g_test_add_func("/virtio/event-idx", test_event_idx_suppresses);
+    g_test_add_func("/virtio/event-idx-quiet-while-busy", test_event_idx_quiet_while_busy);
     g_test_add_func("/virtio/no-interrupt-flag", test_no_interrupt_flag);
     g_test_add_func("/virtio/broken/loop", test_loop);
     g_test_add_func("/virtio/broken/outside-ram", test_outside_ram);
