@@ -280,18 +280,9 @@ BlockBackend *block_backend_open_by_id(const VmConfig *cfg, const VmOpt *user, c
     return NULL;
 }
 
-static void implied_free(gpointer p)
-{
-    VmOpt *o = p;
-    g_free(o->option);
-    g_free(o->text);
-    g_hash_table_unref(o->kv);
-    g_free(o);
-}
-
 GPtrArray *block_drive_implied_devices(const VmConfig *cfg, GError **err)
 {
-    g_autoptr(GPtrArray) out = g_ptr_array_new_with_free_func(implied_free);
+    g_autoptr(GPtrArray) out = g_ptr_array_new_with_free_func(vm_opt_free);
     for (guint i = 0; i < cfg->drives->len; i++) {
         const VmOpt *drive = cfg->drives->pdata[i];
         if (!drive_check(drive, err)) {
@@ -300,15 +291,10 @@ GPtrArray *block_drive_implied_devices(const VmConfig *cfg, GError **err)
         if (strcmp(vm_opt_get(drive, "if"), "virtio") != 0) {
             continue;
         }
-        VmOpt *dev = g_new0(VmOpt, 1);
-        dev->option = g_strdup(drive->option);
-        dev->text = g_strdup(drive->text);
-        dev->kv = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
-        g_hash_table_insert(dev->kv, g_strdup("driver"), g_strdup("virtio-blk-pci"));
-        g_hash_table_insert(dev->kv, g_strdup("drive"), drive_id(cfg, i));
-        if (vm_opt_get(drive, "addr")) {
-            g_hash_table_insert(dev->kv, g_strdup("addr"), g_strdup(vm_opt_get(drive, "addr")));
-        }
+        VmOpt *dev = vm_opt_new_implied(drive, "virtio-blk-pci");
+        g_autofree char *id = drive_id(cfg, i);
+        vm_opt_set(dev, "drive", id);
+        vm_opt_set(dev, "addr", vm_opt_get(drive, "addr"));
         g_ptr_array_add(out, dev);
     }
     return g_steal_pointer(&out);

@@ -239,18 +239,9 @@ const VmOpt *net_netdev_find(const VmConfig *cfg, const char *id)
     return NULL;
 }
 
-static void nic_opt_free(gpointer p)
-{
-    VmOpt *o = p;
-    g_free(o->option);
-    g_free(o->text);
-    g_hash_table_unref(o->kv);
-    g_free(o);
-}
-
 GPtrArray *net_nic_device_opts(const VmConfig *cfg, GError **err)
 {
-    g_autoptr(GPtrArray) out = g_ptr_array_new_with_free_func(nic_opt_free);
+    g_autoptr(GPtrArray) out = g_ptr_array_new_with_free_func(vm_opt_free);
     for (guint i = 0; i < cfg->nics->len; i++) {
         const VmOpt *nic = cfg->nics->pdata[i];
         if (is_nic_none(nic)) {
@@ -261,16 +252,10 @@ GPtrArray *net_nic_device_opts(const VmConfig *cfg, GError **err)
             vm_opt_error(nic, err, "NIC model '%s' is not supported (Vireo has: " NIC_DEVICE ")", model);
             return NULL;
         }
-        VmOpt *dev = g_new0(VmOpt, 1);
-        dev->option = g_strdup(nic->option);
-        dev->text = g_strdup(nic->text);
-        dev->kv = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
-        g_hash_table_insert(dev->kv, g_strdup("driver"), g_strdup(NIC_DEVICE));
-        g_hash_table_insert(dev->kv, g_strdup("netdev"), nic_id(nic, i));
-        const char *mac = vm_opt_get(nic, "mac");
-        if (mac) {
-            g_hash_table_insert(dev->kv, g_strdup("mac"), g_strdup(mac));
-        }
+        VmOpt *dev = vm_opt_new_implied(nic, NIC_DEVICE);
+        g_autofree char *id = nic_id(nic, i);
+        vm_opt_set(dev, "netdev", id);
+        vm_opt_set(dev, "mac", vm_opt_get(nic, "mac"));
         g_ptr_array_add(out, dev);
     }
     return g_steal_pointer(&out);

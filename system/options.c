@@ -411,13 +411,30 @@ static gboolean opt_mon(VmConfig *cfg, const char *opt, const char *arg, GError 
     return TRUE;
 }
 
-static void vm_opt_free(gpointer p)
+void vm_opt_free(gpointer p)
 {
     VmOpt *o = p;
     g_free(o->option);
     g_free(o->text);
     g_hash_table_unref(o->kv);
     g_free(o);
+}
+
+VmOpt *vm_opt_new_implied(const VmOpt *from, const char *driver)
+{
+    VmOpt *o = g_new0(VmOpt, 1);
+    o->option = g_strdup(from->option);
+    o->text = g_strdup(from->text);
+    o->kv = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    vm_opt_set(o, "driver", driver);
+    return o;
+}
+
+void vm_opt_set(VmOpt *opt, const char *key, const char *value)
+{
+    if (value) {
+        g_hash_table_insert(opt->kv, g_strdup(key), g_strdup(value));
+    }
 }
 
 bool vm_opt_error(const VmOpt *opt, GError **err, const char *fmt, ...)

@@ -93,6 +93,14 @@ bool vm_opt_check_keys(const VmOpt *opt, const char *const *known, GError **err)
 const char *vm_opt_get(const VmOpt *opt, const char *key);
 /* @key as on/off (absent: @def); false with an error naming the option. */
 bool vm_opt_get_bool(const VmOpt *opt, const char *key, bool def, bool *out, GError **err);
+/*
+ * A device another option implies (-drive if=virtio, -nic): its errors name
+ * @from as typed; it starts with driver=@driver and gets keys with vm_opt_set.
+ */
+VmOpt *vm_opt_new_implied(const VmOpt *from, const char *driver);
+/* Set @key to @value (copied); a NULL @value leaves the option as it is. */
+void vm_opt_set(VmOpt *opt, const char *key, const char *value);
+void vm_opt_free(gpointer opt);
 /* The first VmOpt of @list whose @key is @value, or NULL (e.g. a -netdev by id). */
 const VmOpt *vm_opt_find(GPtrArray *list, const char *key, const char *value);
 
