@@ -34,6 +34,16 @@ static void deliver(RngBackend *rng, const uint8_t *buf, size_t len)
     fn(rng->opaque, buf, len); /* may ask again */
 }
 
+/* The source failed for good: say so once and give the guest nothing more. */
+static gboolean exhausted(RngBackend *rng, const char *why)
+{
+    g_warning("%s: %s; no more entropy from it", rng->name, why);
+    rng->exhausted = true;
+    rng->source = 0;
+    rng->fn = NULL;
+    return G_SOURCE_REMOVE;
+}
+
 static gboolean random_readable(gint fd, GIOCondition cond, gpointer data)
 {
     RngBackend *rng = data;
@@ -44,11 +54,7 @@ static gboolean random_readable(gint fd, GIOCondition cond, gpointer data)
     }
     if (n <= 0) {
         /* A regular file runs out: the guest simply gets no more, as from a drained hardware RNG. */
-        g_warning("%s: %s; no more entropy from it", rng->name, n < 0 ? g_strerror(errno) : "end of file");
-        rng->exhausted = true;
-        rng->source = 0;
-        rng->fn = NULL;
-        return G_SOURCE_REMOVE;
+        return exhausted(rng, n < 0 ? g_strerror(errno) : "end of file");
     }
     deliver(rng, buf, n);
     return G_SOURCE_REMOVE;
@@ -63,11 +69,8 @@ static gboolean builtin_fill(gpointer data)
         if (errno == EINTR) {
             return G_SOURCE_CONTINUE;
         }
-        g_warning("%s: getrandom: %s; no more entropy from it", rng->name, g_strerror(errno));
-        rng->exhausted = true;
-        rng->source = 0;
-        rng->fn = NULL;
-        return G_SOURCE_REMOVE;
+        g_autofree char *why = g_strdup_printf("getrandom: %s", g_strerror(errno));
+        return exhausted(rng, why);
     }
     deliver(rng, buf, n);
     return G_SOURCE_REMOVE;
