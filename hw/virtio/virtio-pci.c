@@ -43,6 +43,7 @@ struct VirtioPci {
     guint intx_watch;
     uint64_t notify_base; /* where the notification area is mapped, or PCI_BAR_UNMAPPED */
     bool *ioeventfd_on;   /* per queue */
+    unsigned ioeventfd_len; /* 0 (any width) or 2 */
 };
 
 static VirtioPci *vp_of(PciDevice *dev)
@@ -310,6 +311,24 @@ static const IoRegionOps virtio_bar_ops = {
 
 /* ---- PCI hooks ---- */
 
+/*
+ * A kick of any width (length 0) where KVM allows it, else a 2-byte one. Any
+ * width is KVM's fast MMIO path, which skips the instruction undecoded and,
+ * should the exit come in the middle of delivering an interrupt, simply
+ * retries; a 2-byte match needs the instruction emulator, which KVM refuses
+ * then (KVM_INTERNAL_ERROR_DELIVERY_EV, seen in the rig's emulated SVM).
+ */
+static bool queue_ioeventfd(VirtioPci *vp, Machine *m, int fd, uint64_t addr, bool assign, GError **err)
+{
+    if (assign) {
+        vp->ioeventfd_len = m->ioeventfd(m, fd, addr, 0, true, NULL) ? 0 : 2;
+        if (vp->ioeventfd_len == 0) {
+            return true;
+        }
+    }
+    return m->ioeventfd(m, fd, addr, vp->ioeventfd_len, assign, err);
+}
+
 static void set_ioeventfds(VirtioPci *vp, bool assign)
 {
     Machine *m = pci_device_machine(&vp->pci);
@@ -320,7 +339,7 @@ static void set_ioeventfds(VirtioPci *vp, bool assign)
         g_autoptr(GError) err = NULL;
         uint64_t addr = vp->notify_base + i * NOTIFY_MULTIPLIER;
         int fd = virtqueue_notify_fd(virtio_queue(vp->vdev, i));
-        if (m->ioeventfd(m, fd, addr, 2, assign, &err)) {
+        if (queue_ioeventfd(vp, m, fd, addr, assign, &err)) {
             vp->ioeventfd_on[i] = assign;
         } else if (assign) {
             /* Trapped notifications still work, at the cost of an exit each. */

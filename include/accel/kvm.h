@@ -42,7 +42,8 @@ bool kvm_vm_irqfd(KvmVm *vm, int fd, int gsi, bool assign, GError **err);
 /* Inject one MSI now (KVM_SIGNAL_MSI). */
 void kvm_vm_signal_msi(KvmVm *vm, uint64_t addr, uint32_t data);
 /*
- * Guest writes of @len bytes (1, 2, 4 or 8) to MMIO @addr signal @fd instead
+ * Guest writes of @len bytes (1, 2, 4 or 8; 0 for any width, where KVM has
+ * KVM_CAP_IOEVENTFD_ANY_LENGTH) to MMIO @addr signal @fd instead
  * of exiting to userspace (ioeventfd). Fails if KVM refuses (e.g. the address
  * is already taken).
  */

@@ -47,7 +47,7 @@ struct Machine {
      * msi_bind makes every write of eventfd @fd deliver the MSI message
      * (@addr, @data) without leaving the kernel and returns a handle for
      * msi_rebind/msi_unbind (-1 on failure). ioeventfd makes guest writes of
-     * @len bytes at MMIO @addr signal @fd instead of trapping. Called with
+     * @len bytes (0: any width) at MMIO @addr signal @fd instead of trapping. Called with
      * the big lock held; send_msi from any thread.
      */
     int (*msi_bind)(Machine *m, int fd, uint64_t addr, uint32_t data, GError **err);
