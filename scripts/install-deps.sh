@@ -17,7 +17,7 @@ build_pkgs=(build-essential pkg-config meson ninja-build python3
   libglib2.0-dev libslirp-dev libfdt-dev libcapstone-dev libpixman-1-dev
   libxen-dev libjson-glib-dev acpica-tools clang llvm)
 rig_pkgs=(busybox-static cpio kmod xz-utils zstd bc bison flex libelf-dev
-  libssl-dev dwarves rsync socat ca-certificates)
+  libssl-dev dwarves rsync socat ca-certificates curl e2fsprogs)
 peer_version=10.0
 
 missing=()
