@@ -1,6 +1,7 @@
 /* Block backends: a raw file and the worker threads that do its I/O. */
 #define G_LOG_DOMAIN "block"
 #include "block/block.h"
+#include "util/iov.h"
 #include "util/error.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -236,20 +237,13 @@ static int rw(BlockBackend *blk, bool write, uint64_t offset, uint64_t len, cons
     if (posix_memalign(&bounce, 4096, MAX(len, 1)) != 0) {
         return -ENOMEM;
     }
-    size_t done = 0;
     if (write) {
-        for (unsigned i = 0; i < cnt; i++) {
-            memcpy((char *)bounce + done, iov[i].iov_base, iov[i].iov_len);
-            done += iov[i].iov_len;
-        }
+        iov_to_buf(iov, cnt, 0, bounce, len);
     }
     struct iovec one = { bounce, len };
     int ret = full_io(blk, write, offset, &one, 1);
     if (ret == 0 && !write) {
-        for (unsigned i = 0; i < cnt; i++) {
-            memcpy(iov[i].iov_base, (char *)bounce + done, iov[i].iov_len);
-            done += iov[i].iov_len;
-        }
+        iov_from_buf(iov, cnt, 0, bounce, len);
     }
     free(bounce);
     return ret;
@@ -358,11 +352,7 @@ static BlockRequest *request_new(BlockOp op, uint64_t offset, uint64_t len, Bloc
 static void submit_rw(BlockBackend *blk, BlockOp op, uint64_t offset, const struct iovec *iov, unsigned cnt,
                       BlockCompletionFunc *cb, void *opaque)
 {
-    uint64_t len = 0;
-    for (unsigned i = 0; i < cnt; i++) {
-        len += iov[i].iov_len;
-    }
-    BlockRequest *req = request_new(op, offset, len, cb, opaque);
+    BlockRequest *req = request_new(op, offset, iov_size(iov, cnt), cb, opaque);
     req->iov = iov;
     req->cnt = cnt;
     submit(blk, req);

@@ -5,6 +5,7 @@
  */
 #define G_LOG_DOMAIN "net"
 #include "net-internal.h"
+#include "util/iov.h"
 #include <string.h>
 
 /* Frames held for a NIC without room; past this the backend drops (TCP recovers). */
@@ -208,10 +209,7 @@ void net_client_rx_ready(NetClient *nc)
 
 bool net_client_send(NetClient *nc, const struct iovec *iov, unsigned cnt)
 {
-    size_t len = 0;
-    for (unsigned i = 0; i < cnt; i++) {
-        len += iov[i].iov_len;
-    }
+    size_t len = iov_size(iov, cnt);
     if (len == 0 || len > NET_FRAME_MAX || !nc->link_up) {
         nc->dropped++;
         return false;

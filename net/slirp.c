@@ -11,6 +11,7 @@
 #define G_LOG_DOMAIN "net-user"
 #include "net-internal.h"
 #include "util/container-of.h"
+#include "util/iov.h"
 #include <slirp/libslirp.h>
 #include <errno.h>
 #include <string.h>
@@ -466,11 +467,7 @@ static bool user_send(NetClient *nc, const struct iovec *iov, unsigned cnt, size
     NetUser *nu = container_of(nc, NetUser, nc);
     const uint8_t *frame = iov[0].iov_base;
     if (cnt > 1) {
-        size_t off = 0;
-        for (unsigned i = 0; i < cnt; i++) {
-            memcpy(nu->txbuf + off, iov[i].iov_base, iov[i].iov_len);
-            off += iov[i].iov_len;
-        }
+        iov_to_buf(iov, cnt, 0, nu->txbuf, len);
         frame = nu->txbuf;
     }
     slirp_input(nu->slirp, frame, len);

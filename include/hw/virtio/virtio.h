@@ -13,6 +13,7 @@
  */
 #pragma once
 #include "hw/core/machine.h"
+#include "util/iov.h"
 #include <linux/virtio_config.h>
 #include <linux/virtio_ring.h>
 #include <stdbool.h>
@@ -148,10 +149,6 @@ void virtqueue_notify(VirtQueue *vq);
 bool virtqueue_set_notification(VirtQueue *vq, bool enable);
 bool virtqueue_empty(VirtQueue *vq);
 
-/* Copy between a buffer and an iovec array; return bytes copied. */
-size_t iov_from_buf(const struct iovec *iov, unsigned cnt, size_t offset, const void *buf, size_t len);
-size_t iov_to_buf(const struct iovec *iov, unsigned cnt, size_t offset, void *buf, size_t len);
-size_t iov_size(const struct iovec *iov, unsigned cnt);
 
 /* For the transport. */
 typedef struct VirtQueueConfig {
