@@ -1,5 +1,6 @@
 /* Chardev backends: spec parsing, file output, stdio input through the main loop. */
 #include "chardev/chardev.h"
+#include "main-loop-wait.h"
 #include "system/options.h"
 #include <glib/gstdio.h>
 #include <errno.h>
@@ -125,16 +126,6 @@ static void test_inject(void)
     g_assert_cmpmem(s.got->data, s.got->len, "a\001b", 3);
     g_byte_array_unref(s.got);
 }
-
-/* Spin the default main context until @cond holds or a second passes. */
-#define ITERATE_UNTIL(cond)                                                  \
-    do {                                                                     \
-        gint64 end_ = g_get_monotonic_time() + G_USEC_PER_SEC;               \
-        while (!(cond) && g_get_monotonic_time() < end_) {                   \
-            g_main_context_iteration(NULL, FALSE);                           \
-            g_usleep(1000);                                                  \
-        }                                                                    \
-    } while (0)
 
 /* stdio with stdin and stdout swapped for a pipe and a file. */
 static void test_stdio(void)

@@ -1,5 +1,6 @@
 /* Entropy backends: -object rng-random and rng-builtin feeding a consumer through the main loop. */
 #include "hw/virtio/rng-backend.h"
+#include "main-loop-wait.h"
 #include <glib/gstdio.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -26,16 +27,6 @@ static VmConfig *parse_object(const char *arg)
     g_assert_true(vm_config_parse(cfg, 3, argv, NULL));
     return cfg;
 }
-
-/* Spin the default main context until @cond holds or a second passes. */
-#define ITERATE_UNTIL(cond)                                                  \
-    do {                                                                     \
-        gint64 end_ = g_get_monotonic_time() + G_USEC_PER_SEC;               \
-        while (!(cond) && g_get_monotonic_time() < end_) {                   \
-            g_main_context_iteration(NULL, FALSE);                           \
-            g_usleep(1000);                                                  \
-        }                                                                    \
-    } while (0)
 
 /* 64 bytes, as many requests as it takes, and not all the same byte. */
 static void fetch_64(RngBackend *rng)

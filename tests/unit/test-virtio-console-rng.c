@@ -6,6 +6,7 @@
  * socket chardev with a test client; the rng reads /dev/urandom.
  */
 #include "chardev/chardev.h"
+#include "main-loop-wait.h"
 #include "hw/core/device.h"
 #include "hw/pci/pci-host.h"
 #include "hw/pci/pci.h"
@@ -51,16 +52,6 @@ static void *gpa_to_hva(Machine *m, uint64_t gpa, uint64_t len)
 static void ignore_gsi(void *opaque, unsigned gsi, bool level)
 {
 }
-
-/* Spin the default main context until @cond holds or a second passes. */
-#define ITERATE_UNTIL(cond)                                                  \
-    do {                                                                     \
-        gint64 end_ = g_get_monotonic_time() + G_USEC_PER_SEC;               \
-        while (!(cond) && g_get_monotonic_time() < end_) {                   \
-            g_main_context_iteration(NULL, FALSE);                           \
-            g_usleep(500);                                                   \
-        }                                                                    \
-    } while (0)
 
 static void spin(int n)
 {
