@@ -41,6 +41,8 @@ void machine_cleanup(Machine *m)
 {
     g_clear_pointer(&m->pio, io_map_free);
     g_clear_pointer(&m->mmio, io_map_free);
+    g_clear_pointer(&m->vmstate_entries, g_ptr_array_unref);
+    g_clear_pointer(&m->ram_blocks, g_ptr_array_unref);
     g_mutex_clear(&m->lock);
 }
 

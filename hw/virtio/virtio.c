@@ -9,6 +9,7 @@
  */
 #define G_LOG_DOMAIN "virtio"
 #include "hw/virtio/virtio.h"
+#include "migration/ram.h"
 #include <errno.h>
 #include <glib-unix.h>
 #include <string.h>
@@ -292,6 +293,12 @@ static uint16_t *avail_event(VirtQueue *vq)
     return (uint16_t *)&vq->used->ring[vq->cfg.size];
 }
 
+/* The device wrote its ring (flags, an entry, the index, avail_event): a migration sends it again. */
+static void used_ring_written(VirtQueue *vq)
+{
+    ram_mark_dirty(vq->vdev->machine, vq->used, 6 + 8ULL * vq->cfg.size);
+}
+
 bool virtqueue_empty(VirtQueue *vq)
 {
     return !virtqueue_ready(vq) || avail_idx(vq) == vq->last_avail_idx;
@@ -311,6 +318,7 @@ bool virtqueue_set_notification(VirtQueue *vq, bool enable)
     } else {
         __atomic_store_n(&vq->used->flags, enable ? 0 : VRING_USED_F_NO_NOTIFY, __ATOMIC_RELAXED);
     }
+    used_ring_written(vq);
     /* Publish the request before looking at the ring again (the driver does the mirror image). */
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
     return virtqueue_empty(vq);
@@ -425,6 +433,7 @@ VirtQueueElement *virtqueue_pop(VirtQueue *vq)
     vq->last_avail_idx++;
     if (vq->notification && virtio_has_feature(vdev, VIRTIO_RING_F_EVENT_IDX)) {
         __atomic_store_n(avail_event(vq), vq->last_avail_idx, __ATOMIC_RELAXED);
+        used_ring_written(vq);
     }
     g_autofree ChainWalk *w = g_new(ChainWalk, 1);
     w->vq = vq;
@@ -448,6 +457,13 @@ VirtQueueElement *virtqueue_pop(VirtQueue *vq)
 
 void virtqueue_push(VirtQueue *vq, VirtQueueElement *elem, uint32_t len)
 {
+    /* What the device wrote into the in-buffers: KVM's dirty log sees only the vCPUs' writes. */
+    size_t left = len;
+    for (unsigned i = 0; i < elem->in_num && left; i++) {
+        size_t n = MIN(left, elem->in[i].iov_len);
+        ram_mark_dirty(vq->vdev->machine, elem->in[i].iov_base, n);
+        left -= n;
+    }
     g_mutex_lock(&vq->lock);
     if (virtqueue_ready(vq)) {
         struct vring_used_elem *u = &vq->used->ring[vq->used_idx % vq->cfg.size];
@@ -455,6 +471,7 @@ void virtqueue_push(VirtQueue *vq, VirtQueueElement *elem, uint32_t len)
         u->len = len;
         vq->used_idx++;
         __atomic_store_n(&vq->used->idx, vq->used_idx, __ATOMIC_RELEASE);
+        used_ring_written(vq);
     }
     g_mutex_unlock(&vq->lock);
     g_free(elem);

@@ -15,7 +15,23 @@ typedef struct RamBlock {
     const char *name;
     uint8_t *host;
     uint64_t size; /* a multiple of RAM_PAGE_SIZE */
+    /*
+     * While a migration tracks writes (Machine.dirty_tracking): a bit per
+     * page that Vireo itself wrote (a device filling a guest buffer), which
+     * KVM's dirty log cannot see. Set atomically, from any thread.
+     */
+    uint64_t *written;
 } RamBlock;
+
+typedef struct Machine Machine;
+
+/* Make @size bytes at @host guest RAM block @name of @m, for migration (the machine owns the memory). */
+void ram_block_register(Machine *m, const char *name, uint8_t *host, uint64_t size);
+/*
+ * Devices call this after writing guest memory at @hva (any thread): while
+ * a migration runs, those pages go again. Cheap when nothing tracks.
+ */
+void ram_mark_dirty(Machine *m, const void *hva, size_t len);
 
 typedef struct RamStats {
     uint64_t pages, zero_pages, bytes;

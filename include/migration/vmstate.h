@@ -49,6 +49,13 @@ struct VMStateDescription {
     bool (*pre_save)(void *opaque, GError **err);
     /* Check and apply what was loaded; false (with @err naming the problem) refuses the stream. */
     bool (*post_load)(void *opaque, int version, GError **err);
+    /*
+     * Registered descriptions only. Called with the vCPUs stopped before a
+     * migration's last RAM pass: finish whatever would still write guest
+     * memory behind the vCPUs' backs (disk requests in flight, kicks not yet
+     * taken), so the RAM sent after it is final.
+     */
+    void (*quiesce)(void *opaque);
 };
 
 /* Compile-time check, usable inside an initializer. */
@@ -83,6 +90,28 @@ struct VMStateDescription {
     { .name = #f, .offset = offsetof(T, f) + VMS_ASSERT_ZERO(sizeof(((T *)0)->f[0]) == sizeof(ET)), \
       .type = VMS_STRUCT, .size = sizeof(ET), .count = G_N_ELEMENTS(((T *)0)->f), .vmsd = &(desc) }
 #define VMSTATE_END { .name = NULL }
+
+typedef struct Machine Machine;
+
+/* A description registered on a machine: one DEVICE section of its stream. */
+typedef struct VMStateEntry {
+    char *id;          /* e.g. "serial", "00:02.0/virtio-blk" */
+    uint32_t instance; /* tells several of one id apart (vCPU index) */
+    const VMStateDescription *vmsd;
+    void *opaque;
+} VMStateEntry;
+
+/*
+ * Make @opaque's state (described by @vmsd) part of @m's migration stream,
+ * as section @id / @instance. Sections are saved in registration order and
+ * loaded by id and instance, so register in an order where each post_load
+ * finds what it depends on already loaded. A device registers when it is
+ * created and unregisters when it goes.
+ */
+void vmstate_register(Machine *m, const char *id, uint32_t instance, const VMStateDescription *vmsd, void *opaque);
+void vmstate_unregister(Machine *m, void *opaque);
+/* The registered entry for @id / @instance, or NULL. */
+const VMStateEntry *vmstate_find(Machine *m, const char *id, uint32_t instance);
 
 /* Append the state of @opaque to @out; false if a pre_save hook refused. */
 bool vmstate_save(const VMStateDescription *vmsd, void *opaque, GByteArray *out, GError **err);

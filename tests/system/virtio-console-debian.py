@@ -25,6 +25,8 @@ import time
 
 BOOT_TIMEOUT = 240
 STEP_TIMEOUT = 60
+# The whole run, however its steps go: two runs (Vireo, then QEMU) must fit the rig job's limit.
+RUN_BUDGET = 600
 
 label, initrd, kernel, vmm = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
 fails = 0
@@ -57,6 +59,7 @@ text = ""   # what arrived on the socket, \r removed
 since = 0   # where the answer to the last typed line may start
 conn = None
 decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+run_deadline = time.monotonic() + RUN_BUDGET
 
 
 def connect():
@@ -74,7 +77,7 @@ def connect():
 def wait_for(pattern, timeout=STEP_TIMEOUT):
     """Read the socket until @pattern (a multi-line regex) matches what arrived since the last typed line."""
     global text
-    deadline = time.monotonic() + timeout
+    deadline = min(time.monotonic() + timeout, run_deadline)
     regex = re.compile(pattern, re.M)
     while True:
         m = regex.search(text, since)
@@ -102,37 +105,49 @@ def type_line(line):
     conn.sendall(line.encode() + b"\n")
 
 
+def converse():
+    """The client's side of the session; stops at the first step that fails (later ones would only wait)."""
+    m = wait_for(r"^@hvc: banner on (\S+)$", BOOT_TIMEOUT)
+    if not check(m is not None and m.group(1) == "/dev/hvc0",
+                 f"the login shell's banner arrives on the socket from /dev/hvc0 ({m.group(1) if m else 'nothing'})"):
+        return False
+    # What a command prints, never what the shell echoes: the typed text differs from the answer.
+    type_line("echo hvc-$((6*7))")
+    if not check(wait_for(r"^hvc-42$") is not None, "typed `echo hvc-$((6*7))`, got hvc-42 back"):
+        return False
+    type_line("cat /sys/class/tty/hvc0/dev; echo tty-$(tty)")
+    if not check(wait_for(r"^229:0$") is not None and wait_for(r"^tty-/dev/hvc0$") is not None,
+                 "the shell's terminal is hvc0 (229:0 in sysfs, tty says /dev/hvc0)"):
+        return False
+    # Input larger than one chardev read and one guest buffer: the shell gets every byte.
+    type_line("echo " + "x" * 900 + " | wc -c")
+    # A guest that echoes byte by byte (it does under QEMU) needs a while in a loaded rig.
+    if not check(wait_for(r"^901$", 3 * STEP_TIMEOUT) is not None,
+                 "a 900-character line typed in arrives whole (wc -c says 901)"):
+        return False
+    # Output larger than the socket's buffers: everything arrives, in order.
+    type_line('echo @be""gin; seq 1 5000; echo @e""nd')
+    # Wait for the end marker alone (cheap to look for as small chunks arrive), then parse once.
+    m = wait_for(r"^@end$") and re.search(r"^@begin\n((?:.*\n)*?)@end$", text[since:], re.M)
+    nums = m.group(1).split() if m else []
+    if not check(nums == [str(i) for i in range(1, 5001)],
+                 f"`seq 1 5000` arrives complete and in order ({len(nums)} lines)"):
+        return False
+    type_line("exit")
+    return True
+
+
 try:
     conn = connect()
-    if check(conn is not None, "a client connects to the console's socket"):
-        m = wait_for(r"^@hvc: banner on (\S+)$", BOOT_TIMEOUT)
-        check(m is not None and m.group(1) == "/dev/hvc0",
-              f"the login shell's banner arrives on the socket from /dev/hvc0 ({m.group(1) if m else 'nothing'})")
-        # What a command prints, never what the shell echoes: the typed text differs from the answer.
-        type_line("echo hvc-$((6*7))")
-        check(wait_for(r"^hvc-42$") is not None, "typed `echo hvc-$((6*7))`, got hvc-42 back")
-        type_line("cat /sys/class/tty/hvc0/dev; echo tty-$(tty)")
-        check(wait_for(r"^229:0$") is not None and wait_for(r"^tty-/dev/hvc0$") is not None,
-              "the shell's terminal is hvc0 (229:0 in sysfs, tty says /dev/hvc0)")
-        # Input larger than one chardev read and one guest buffer: the shell gets every byte.
-        type_line("echo " + "x" * 900 + " | wc -c")
-        # A guest that echoes byte by byte (it does under QEMU) needs a while in a loaded rig.
-        check(wait_for(r"^901$", 3 * STEP_TIMEOUT) is not None,
-              "a 900-character line typed in arrives whole (wc -c says 901)")
-        # Output larger than the socket's buffers: everything arrives, in order.
-        type_line('echo @be""gin; seq 1 5000; echo @e""nd')
-        # Wait for the end marker alone (cheap to look for as small chunks arrive), then parse once.
-        m = wait_for(r"^@end$") and re.search(r"^@begin\n((?:.*\n)*?)@end$", text[since:], re.M)
-        nums = m.group(1).split() if m else []
-        check(nums == [str(i) for i in range(1, 5001)],
-              f"`seq 1 5000` arrives complete and in order ({len(nums)} lines)")
-        type_line("exit")
-    status = proc.wait(timeout=BOOT_TIMEOUT)
-    check(status == 0, f"the guest powered off after the shell exited (exit status {status})")
+    if check(conn is not None, "a client connects to the console's socket") and converse():
+        left = max(1.0, run_deadline - time.monotonic())
+        status = proc.wait(timeout=min(BOOT_TIMEOUT, left))
+        check(status == 0, f"the guest powered off after the shell exited (exit status {status})")
 except subprocess.TimeoutExpired:
     check(False, "the VMM did not exit")
 finally:
     if proc.poll() is None:
+        print(f"{label}: stopping the VMM after {RUN_BUDGET - (run_deadline - time.monotonic()):.0f}s", flush=True)
         proc.kill()
         proc.wait()
 

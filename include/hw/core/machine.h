@@ -56,6 +56,10 @@ struct Machine {
     void (*send_msi)(Machine *m, uint64_t addr, uint32_t data);
     bool (*ioeventfd)(Machine *m, int fd, uint64_t addr, unsigned len, bool assign, GError **err);
     gint pending_shutdown, pending_reset; /* posted ShutdownCause, NONE if none */
+    /* What a migration saves (include/migration/vmstate.h, ram.h). */
+    GPtrArray *vmstate_entries; /* VMStateEntry, in save order */
+    GPtrArray *ram_blocks;      /* RamBlock */
+    gint dirty_tracking;        /* a migration wants ram_mark_dirty's pages; atomic */
 };
 
 /* Base setup every machine type does first: lock, address spaces, requests. */
