@@ -53,22 +53,23 @@ void ram_save_pages(MigWriter *w, const RamBlock *block, uint64_t first, unsigne
     mig_write_section(w, MIG_SECTION_RAM, block->name, 0, 1, p->data, p->len);
 }
 
-void ram_save_all(MigWriter *w, const RamBlock *blocks, unsigned nblocks, RamStats *stats)
+void ram_save_all(MigWriter *w, GPtrArray *blocks, RamStats *stats)
 {
-    for (unsigned b = 0; b < nblocks; b++) {
-        uint64_t pages = blocks[b].size / RAM_PAGE_SIZE;
+    for (guint b = 0; b < blocks->len; b++) {
+        const RamBlock *block = g_ptr_array_index(blocks, b);
+        uint64_t pages = block->size / RAM_PAGE_SIZE;
         for (uint64_t first = 0; first < pages; first += RAM_SECTION_PAGES) {
-            ram_save_pages(w, &blocks[b], first, MIN(RAM_SECTION_PAGES, pages - first), stats);
+            ram_save_pages(w, block, first, MIN(RAM_SECTION_PAGES, pages - first), stats);
         }
     }
 }
 
-bool ram_load_section(const MigSection *s, const RamBlock *blocks, unsigned nblocks, bool fresh, RamStats *stats,
-                      GError **err)
+bool ram_load_section(const MigSection *s, GPtrArray *blocks, RamStats *stats, GError **err)
 {
     const RamBlock *block = NULL;
-    for (unsigned b = 0; b < nblocks && !block; b++) {
-        block = strcmp(blocks[b].name, s->name) == 0 ? &blocks[b] : NULL;
+    for (guint b = 0; blocks && b < blocks->len && !block; b++) {
+        const RamBlock *candidate = g_ptr_array_index(blocks, b);
+        block = strcmp(candidate->name, s->name) == 0 ? candidate : NULL;
     }
     if (!block) {
         g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "the migration stream has RAM block '%s', this VM has not",
@@ -116,7 +117,8 @@ bool ram_load_section(const MigSection *s, const RamBlock *blocks, unsigned nblo
             p += RAM_PAGE_SIZE;
             len -= RAM_PAGE_SIZE;
         } else if (kind == PAGE_ZERO) {
-            if (!fresh) {
+            /* Reading a page the destination never touched maps the shared zero page: no memory used. */
+            if (!ram_page_is_zero(page)) {
                 memset(page, 0, RAM_PAGE_SIZE);
             }
         } else {

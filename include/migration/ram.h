@@ -42,14 +42,14 @@ typedef struct RamStats {
  * as one section; @stats (may be NULL) accumulates.
  */
 void ram_save_pages(MigWriter *w, const RamBlock *block, uint64_t first, unsigned count, RamStats *stats);
-/* Write every page of @blocks. */
-void ram_save_all(MigWriter *w, const RamBlock *blocks, unsigned nblocks, RamStats *stats);
+/* Write every page of @blocks (RamBlock). */
+void ram_save_all(MigWriter *w, GPtrArray *blocks, RamStats *stats);
 /*
- * Apply a RAM section to the block of the same name in @blocks. @fresh says
- * the destination is still all zero (a new process), so zero pages need no
- * write. Fails naming the block and page on anything malformed.
+ * Apply a RAM section to the block of the same name in @blocks (RamBlock).
+ * A zero page is written only where the destination's page is not already
+ * zero, so a restore never touches memory the guest never used. Fails
+ * naming the block and page on anything malformed.
  */
-bool ram_load_section(const MigSection *s, const RamBlock *blocks, unsigned nblocks, bool fresh, RamStats *stats,
-                      GError **err);
+bool ram_load_section(const MigSection *s, GPtrArray *blocks, RamStats *stats, GError **err);
 /* Whether a page is all zero (fast: word at a time). */
 bool ram_page_is_zero(const uint8_t *page);

@@ -57,6 +57,8 @@ static void load(GBytes *data)
 {
     static uint8_t ram[RAM_PAGES * RAM_PAGE_SIZE];
     RamBlock block = { "pc.ram", ram, sizeof(ram) };
+    g_autoptr(GPtrArray) blocks = g_ptr_array_new();
+    g_ptr_array_add(blocks, &block);
     Dev dev;
     g_autoptr(MigReader) r = mig_reader_new_bytes(data);
     g_autoptr(GError) err = NULL;
@@ -70,7 +72,7 @@ static void load(GBytes *data)
         }
         bool ok = true;
         if (s.kind == MIG_SECTION_RAM) {
-            ok = ram_load_section(&s, &block, 1, false, NULL, &err);
+            ok = ram_load_section(&s, blocks, NULL, &err);
         } else if (s.kind == MIG_SECTION_DEVICE) {
             gsize len;
             const uint8_t *p = g_bytes_get_data(s.payload, &len);

@@ -269,6 +269,14 @@ static void test_stream_foreign(void)
     g_assert_cmpstr(err->message, ==, "not a Vireo migration stream (bad magic)");
 }
 
+/* A block list as a machine keeps it (the blocks stay the caller's). */
+static GPtrArray *blocks_of(RamBlock *b)
+{
+    GPtrArray *a = g_ptr_array_new();
+    g_ptr_array_add(a, b);
+    return a;
+}
+
 static void test_ram_round_trip(void)
 {
     enum { PAGES = 600 }; /* three sections, the last partial */
@@ -279,7 +287,8 @@ static void test_ram_round_trip(void)
     RamBlock from = { "pc.ram", src, PAGES * RAM_PAGE_SIZE };
     g_autoptr(MigWriter) w = mig_writer_new(-1);
     RamStats saved = { 0 };
-    ram_save_all(w, &from, 1, &saved);
+    g_autoptr(GPtrArray) from_blocks = blocks_of(&from);
+    ram_save_all(w, from_blocks, &saved);
     mig_write_end(w);
     g_assert_cmpuint(saved.pages, ==, PAGES);
     g_assert_cmpuint(saved.zero_pages, ==, PAGES - PAGES / 3);
@@ -287,16 +296,18 @@ static void test_ram_round_trip(void)
     /* Zero pages cost a byte: the stream is about a third of the RAM. */
     g_assert_cmpuint(g_bytes_get_size(data), <, PAGES / 3 * RAM_PAGE_SIZE + 4096);
 
+    /* Into zeroed memory (a fresh destination) and into memory that holds something else. */
     for (int fresh = 0; fresh < 2; fresh++) {
         g_autofree uint8_t *dst = g_malloc(PAGES * RAM_PAGE_SIZE);
         memset(dst, fresh ? 0 : 0xaa, PAGES * RAM_PAGE_SIZE);
         RamBlock to = { "pc.ram", dst, PAGES * RAM_PAGE_SIZE };
+        g_autoptr(GPtrArray) to_blocks = blocks_of(&to);
         g_autoptr(MigReader) r = mig_reader_new_bytes(data);
         MigSection sec;
         g_autoptr(GError) err = NULL;
         unsigned sections = 0;
         while (mig_read_section(r, &sec, &err) && sec.kind == MIG_SECTION_RAM) {
-            g_assert_true(ram_load_section(&sec, &to, 1, fresh, NULL, &err));
+            g_assert_true(ram_load_section(&sec, to_blocks, NULL, &err));
             mig_section_clear(&sec);
             sections++;
         }
@@ -319,11 +330,13 @@ static void test_ram_refusals(void)
     g_autoptr(MigReader) r = mig_reader_new_bytes(data);
     g_assert_true(mig_read_section(r, &sec, &err));
     RamBlock to = { "pc.ram", small, sizeof(small) };
-    g_assert_false(ram_load_section(&sec, &to, 1, false, NULL, &err));
+    g_autoptr(GPtrArray) to_blocks = blocks_of(&to);
+    g_assert_false(ram_load_section(&sec, to_blocks, NULL, &err));
     g_assert_cmpstr(err->message, ==, "RAM block 'pc.ram': pages 4+4 lie outside its 4 pages");
     g_clear_error(&err);
     RamBlock other = { "other", small, sizeof(small) };
-    g_assert_false(ram_load_section(&sec, &other, 1, false, NULL, &err));
+    g_autoptr(GPtrArray) other_blocks = blocks_of(&other);
+    g_assert_false(ram_load_section(&sec, other_blocks, NULL, &err));
     g_assert_cmpstr(err->message, ==, "the migration stream has RAM block 'pc.ram', this VM has not");
     mig_section_clear(&sec);
 }
