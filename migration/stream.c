@@ -263,6 +263,21 @@ static bool check_crc(MigReader *r, GError **err, const char *what)
     return true;
 }
 
+/*
+ * The first space-separated item where two fingerprints differ, as
+ * "it has X, this VM has Y": the whole strings are too long for one line.
+ */
+static char *fingerprint_difference(const char *theirs, const char *ours)
+{
+    g_auto(GStrv) a = g_strsplit(theirs, " ", -1);
+    g_auto(GStrv) b = g_strsplit(ours, " ", -1);
+    unsigned i = 0;
+    while (a[i] && b[i] && strcmp(a[i], b[i]) == 0) {
+        i++;
+    }
+    return g_strdup_printf("it has %s, this VM has %s", a[i] ? a[i] : "nothing more", b[i] ? b[i] : "nothing more");
+}
+
 bool mig_read_header(MigReader *r, const char *fingerprint, GError **err)
 {
     char magic[8];
@@ -296,9 +311,9 @@ bool mig_read_header(MigReader *r, const char *fingerprint, GError **err)
         return false;
     }
     if (strcmp(theirs, fingerprint) != 0) {
+        g_autofree char *diff = fingerprint_difference(theirs, fingerprint);
         g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID,
-                    "the migration stream is from a different machine configuration: it has %s, this VM is %s",
-                    theirs, fingerprint);
+                    "the migration stream is from a different machine configuration: %s", diff);
         return false;
     }
     return true;

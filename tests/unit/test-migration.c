@@ -181,7 +181,7 @@ static void test_bad_bool_and_subsection(void)
 static GBytes *sample_stream(void)
 {
     g_autoptr(MigWriter) w = mig_writer_new(-1);
-    mig_write_header(w, "{\"machine\":\"pc\"}");
+    mig_write_header(w, "machine=pc ram:pc.ram=4096");
     mig_write_section(w, MIG_SECTION_DEVICE, "serial", 0, 1, "abc", 3);
     mig_write_section(w, MIG_SECTION_RAM, "ram", 0, 1, "", 0);
     mig_write_end(w);
@@ -215,7 +215,7 @@ static void test_stream_round_trip(void)
     g_autoptr(GBytes) data = sample_stream();
     g_autoptr(MigReader) r = mig_reader_new_bytes(data);
     g_autoptr(GError) err = NULL;
-    g_assert_true(mig_read_header(r, "{\"machine\":\"pc\"}", &err));
+    g_assert_true(mig_read_header(r, "machine=pc ram:pc.ram=4096", &err));
     MigSection s;
     g_assert_true(mig_read_section(r, &s, &err));
     g_assert_cmpint(s.kind, ==, MIG_SECTION_DEVICE);
@@ -223,7 +223,7 @@ static void test_stream_round_trip(void)
     g_assert_cmpuint(s.version, ==, 1);
     g_assert_cmpmem(g_bytes_get_data(s.payload, NULL), g_bytes_get_size(s.payload), "abc", 3);
     mig_section_clear(&s);
-    g_assert_cmpint(read_all(data, "{\"machine\":\"pc\"}", &err), ==, 2);
+    g_assert_cmpint(read_all(data, "machine=pc ram:pc.ram=4096", &err), ==, 2);
 }
 
 static void test_stream_truncated_everywhere(void)
@@ -232,7 +232,7 @@ static void test_stream_truncated_everywhere(void)
     for (gsize len = 0; len < g_bytes_get_size(data); len++) {
         g_autoptr(GBytes) part = g_bytes_new_from_bytes(data, 0, len);
         g_autoptr(GError) err = NULL;
-        g_assert_cmpint(read_all(part, "{\"machine\":\"pc\"}", &err), ==, -1);
+        g_assert_cmpint(read_all(part, "machine=pc ram:pc.ram=4096", &err), ==, -1);
         g_assert_nonnull(err);
         /* Too short to hold the magic reads as truncated, never as "not a stream". */
         g_assert_nonnull(strstr(err->message, "truncated"));
@@ -250,7 +250,7 @@ static void test_stream_every_bit_flip_detected(void)
             copy[i] ^= 1 << bit;
             g_autoptr(GBytes) bad = g_bytes_new(copy, size);
             g_autoptr(GError) err = NULL;
-            g_assert_cmpint(read_all(bad, "{\"machine\":\"pc\"}", &err), ==, -1);
+            g_assert_cmpint(read_all(bad, "machine=pc ram:pc.ram=4096", &err), ==, -1);
         }
     }
 }
@@ -259,10 +259,10 @@ static void test_stream_foreign(void)
 {
     g_autoptr(GBytes) data = sample_stream();
     g_autoptr(GError) err = NULL;
-    g_assert_cmpint(read_all(data, "{\"machine\":\"q35\"}", &err), ==, -1);
+    g_assert_cmpint(read_all(data, "machine=pc ram:pc.ram=8192", &err), ==, -1);
     g_assert_cmpstr(err->message, ==,
                     "the migration stream is from a different machine configuration: it has "
-                    "{\"machine\":\"pc\"}, this VM is {\"machine\":\"q35\"}");
+                    "ram:pc.ram=4096, this VM has ram:pc.ram=8192");
     g_clear_error(&err);
     g_autoptr(GBytes) junk = g_bytes_new_static("QFI\xfb\0\0\0\3xxxxxxxxxxxxxxxxxx", 26);
     g_assert_cmpint(read_all(junk, "x", &err), ==, -1);
