@@ -345,13 +345,17 @@ static void serial_receive(void *opaque, const uint8_t *buf, size_t len)
 
 /* ---- migration ---- */
 
+void serial_reset(Serial *s);
+
 static bool serial_post_load(void *opaque, int version, GError **err)
 {
     Serial *s = opaque;
     if (s->rx_head >= FIFO_SIZE || s->rx_count > FIFO_SIZE || s->tx_count > FIFO_SIZE) {
         g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID,
-                    "device state 'serial': FIFO indices out of range (rx %u+%u, tx %u)", s->rx_head, s->rx_count,
-                    s->tx_count);
+                    "device state 'serial', field %s: FIFO indices out of range (rx %u+%u, tx %u)",
+                    s->tx_count > FIFO_SIZE ? "tx_count" : s->rx_count > FIFO_SIZE ? "rx_count" : "rx_head",
+                    s->rx_head, s->rx_count, s->tx_count);
+        serial_reset(s); /* nothing half-loaded stays */
         return false;
     }
     s->ier &= 0x0f;

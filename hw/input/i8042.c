@@ -264,12 +264,16 @@ static const IoRegionOps cmd_ops = {
 
 /* ---- migration ---- */
 
+void i8042_reset(I8042 *kbc);
+
 static bool i8042_post_load(void *opaque, int version, GError **err)
 {
     I8042 *kbc = opaque;
     if (kbc->head >= QUEUE_SIZE || kbc->count > QUEUE_SIZE) {
         g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID,
-                    "device state 'i8042', field count: output queue %u+%u out of range", kbc->head, kbc->count);
+                    "device state 'i8042', field %s: output queue %u+%u out of range",
+                    kbc->head >= QUEUE_SIZE ? "head" : "count", kbc->head, kbc->count);
+        i8042_reset(kbc); /* nothing half-loaded stays */
         return false;
     }
     /* The destination's lines start low: raise what the queue and command byte say. */

@@ -434,6 +434,7 @@ static bool rtc_post_load(void *opaque, int version, GError **err)
     if (rtc->index >= RTC_CMOS_SIZE) {
         g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "device state 'rtc', field index: %u is not a CMOS register",
                     rtc->index);
+        rtc->index = 0; /* nothing half-loaded stays */
         return false;
     }
     rtc->cmos[REG_A] &= ~A_UIP;

@@ -618,14 +618,21 @@ const VMStateDescription virtqueue_vmsd = {
 static bool vdev_post_load(void *opaque, int version, GError **err)
 {
     VirtioDevice *vdev = opaque;
+    bool ok = true;
     if (vdev->features & ~vdev->host_features) {
-        return load_error(err, vdev->name, "features", "0x%" G_GINT64_MODIFIER "x has bits this device does not offer (0x%"
-                          G_GINT64_MODIFIER "x)", vdev->features, vdev->host_features);
+        ok = load_error(err, vdev->name, "features",
+                        "0x%" G_GINT64_MODIFIER "x has bits this device does not offer (0x%" G_GINT64_MODIFIER "x)",
+                        vdev->features, vdev->host_features);
+    } else if ((uint32_t)vdev->broken > 1) {
+        ok = load_error(err, vdev->name, "broken", "%d is not a boolean", vdev->broken);
     }
-    if ((uint32_t)vdev->broken > 1) {
-        return load_error(err, vdev->name, "broken", "%d is not a boolean", vdev->broken);
+    if (!ok) {
+        /* Not started, and nothing half-loaded stays for a driver to see. */
+        vdev->status = 0;
+        vdev->guest_features = vdev->features = 0;
+        vdev->broken = 0;
     }
-    return true;
+    return ok;
 }
 
 static const VMStateField vdev_fields[] = {
