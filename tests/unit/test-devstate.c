@@ -21,10 +21,15 @@
 #include "hw/virtio/virtio.h"
 #include "main-loop-wait.h"
 #include "migration/vmstate.h"
+#include "net-frames.h"
 #include <glib/gstdio.h>
 #include <linux/virtio_blk.h>
 #include <linux/virtio_pci.h>
+#include <poll.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 /* ---- sections, as the stream carries them ---- */
 
@@ -822,6 +827,224 @@ static void test_blk_round_trip(void)
     disk_fini(&d);
 }
 
+/* ---- virtio-net on -netdev user ---- */
+
+enum { RXQ = 0, TXQ = 1, NET_HDR = 12, RXBUF = 2048 };
+
+static const char *const net_argv[] = { "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0", NULL };
+
+static void send_discover(Vm *vm, uint32_t xid)
+{
+    uint8_t f[NET_HDR + 1500] = { 0 };
+    size_t len = dhcp_discover(f + NET_HDR, xid);
+    post_chain(vm->g, TXQ, &(Buf){ f, NET_HDR + len }, 1);
+    kick(vm, TXQ);
+}
+
+/* The offer in receive buffer @n (posted at @addr), or 0. */
+static uint32_t offer_in(Guest *g, unsigned n, uint64_t addr, uint32_t xid)
+{
+    struct vring_used *used = (struct vring_used *)(g->ram + g->q[RXQ].used);
+    uint32_t len = used->ring[n % QSIZE].len;
+    g_assert_cmpuint(len, >, NET_HDR);
+    g_autoptr(GBytes) frame = g_bytes_new(g->ram + addr + NET_HDR, len - NET_HDR);
+    return dhcp_offer(frame, xid);
+}
+
+static void test_net_round_trip(void)
+{
+    Guest g = { .ram = g_malloc0(RAM_SIZE) };
+    Vm a;
+    vm_init(&a, &g, net_argv);
+    driver_init(&a, 2);
+    uint64_t rx0 = post_chain(&g, RXQ, &(Buf){ NULL, RXBUF }, 1);
+    kick(&a, RXQ);
+    send_discover(&a, 0x1111);
+    ITERATE_UNTIL(used_idx(&g, RXQ) == 1);
+    g_assert_cmpuint(used_idx(&g, RXQ), ==, 1);
+    g_assert_cmpuint(offer_in(&g, 0, rx0, 0x1111), !=, 0);
+    /* A receive buffer posted and waiting when the source stops. */
+    uint64_t rx1 = post_chain(&g, RXQ, &(Buf){ NULL, RXBUF }, 1);
+    kick(&a, RXQ);
+    g_autoptr(GPtrArray) sections = save_all(&a.m);
+    vm_fini(&a);
+
+    Vm b;
+    vm_init(&b, &g, net_argv);
+    load_all(&b.m, sections);
+    find_structures(&b);
+    send_discover(&b, 0x2222);
+    ITERATE_UNTIL(used_idx(&g, RXQ) == 2 && msis(&b, MSI_DATA_QUEUE) >= 1);
+    g_assert_cmpuint(used_idx(&g, RXQ), ==, 2);
+    g_assert_cmpuint(used_idx(&g, TXQ), ==, 2);
+    g_assert_cmpuint(offer_in(&g, 1, rx1, 0x2222), !=, 0);
+    g_assert_cmpuint(msis(&b, MSI_DATA_QUEUE), >=, 1); /* one eventfd: may carry both */
+    vm_fini(&b);
+    g_free(g.ram);
+}
+
+/* ---- virtio-serial + virtconsole on a socket ---- */
+
+static int unix_client(const char *path)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    g_strlcpy(sa.sun_path, path, sizeof(sa.sun_path));
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    g_assert_cmpint(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), ==, 0);
+    return fd;
+}
+
+/* Read up to @max bytes, running the main loop meanwhile; stop after @ms milliseconds without data. */
+static size_t client_read(int fd, uint8_t *buf, size_t max, int ms)
+{
+    size_t got = 0;
+    gint64 idle_until = g_get_monotonic_time() + ms * 1000LL;
+    while (got < max && g_get_monotonic_time() < idle_until) {
+        g_main_context_iteration(NULL, FALSE);
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        if (poll(&p, 1, 1) <= 0) {
+            continue;
+        }
+        ssize_t n = read(fd, buf + got, max - got);
+        if (n <= 0) {
+            break;
+        }
+        got += n;
+        idle_until = g_get_monotonic_time() + ms * 1000LL;
+    }
+    return got;
+}
+
+/* Connect, and wait until the chardev has accepted (output before that is dropped). */
+static int console_connect(Vm *vm, const char *path)
+{
+    int fd = unix_client(path);
+    uint8_t sync;
+    size_t got = 0;
+    for (int i = 0; i < 20 && !got; i++) {
+        post_chain(vm->g, TXQ, &(Buf){ ".", 1 }, 1);
+        kick(vm, TXQ);
+        got = client_read(fd, &sync, 1, 50);
+    }
+    g_assert_cmpuint(got, ==, 1);
+    return fd;
+}
+
+static void test_console_round_trip(void)
+{
+    g_autofree char *dir = g_dir_make_tmp("vireo-devstate-XXXXXX", NULL);
+    g_autofree char *path = g_build_filename(dir, "hvc.sock", NULL);
+    g_autofree char *chardev = g_strdup_printf("socket,id=c0,path=%s,server=on,wait=off", path);
+    const char *argv[] = { "-chardev", chardev, "-device", "virtio-serial-pci", "-device", "virtconsole,chardev=c0",
+                           NULL };
+    Guest g = { .ram = g_malloc0(RAM_SIZE) };
+    Vm a;
+    vm_init(&a, &g, argv);
+    driver_init(&a, 2);
+    int client = console_connect(&a, path);
+    driver_init(&a, 2); /* fresh rings for the test */
+    /* Input read into one buffer; the next is taken, waiting for more, when the source stops. */
+    uint64_t rx0 = post_chain(&g, RXQ, &(Buf){ NULL, 64 }, 1);
+    uint64_t rx = post_chain(&g, RXQ, &(Buf){ NULL, 64 }, 1);
+    kick(&a, RXQ);
+    g_assert_cmpint(write(client, "x", 1), ==, 1);
+    ITERATE_UNTIL(used_idx(&g, RXQ) == 1);
+    g_assert_cmpmem(g.ram + rx0, 1, "x", 1);
+    post_chain(&g, TXQ, &(Buf){ "before\n", 7 }, 1);
+    kick(&a, TXQ);
+    uint8_t buf[64];
+    g_assert_cmpuint(client_read(client, buf, 7, 1000), ==, 7);
+    g_assert_cmpmem(buf, 7, "before\n", 7);
+    ITERATE_UNTIL(used_idx(&g, TXQ) == 1);
+    g_autoptr(GPtrArray) sections = save_all(&a.m);
+    close(client);
+    vm_fini(&a);
+
+    Vm b;
+    vm_init(&b, &g, argv);
+    load_all(&b.m, sections);
+    find_structures(&b);
+    client = unix_client(path);
+    /* Typed on the new machine, read into the buffer the guest posted on the old one. */
+    g_assert_cmpint(write(client, "after", 5), ==, 5);
+    ITERATE_UNTIL(used_idx(&g, RXQ) == 2);
+    g_assert_cmpuint(used_idx(&g, RXQ), ==, 2);
+    struct vring_used *used = (struct vring_used *)(g.ram + g.q[RXQ].used);
+    g_assert_cmpuint(used->ring[1].len, ==, 5);
+    g_assert_cmpmem(g.ram + rx, 5, "after", 5);
+    /* And output goes on. */
+    post_chain(&g, TXQ, &(Buf){ "again\n", 6 }, 1);
+    kick(&b, TXQ);
+    g_assert_cmpuint(client_read(client, buf, 6, 1000), ==, 6);
+    g_assert_cmpmem(buf, 6, "again\n", 6);
+    ITERATE_UNTIL(used_idx(&g, TXQ) == 2 && msis(&b, MSI_DATA_QUEUE) >= 1);
+    g_assert_cmpuint(used_idx(&g, TXQ), ==, 2);
+    close(client);
+    vm_fini(&b);
+    g_unlink(path);
+    g_rmdir(dir);
+    g_free(g.ram);
+}
+
+/*
+ * Guest output the terminal is slow to take: the source stops with a chain
+ * half written. The client's reader sees every byte once, in order: what
+ * the source wrote, then the rest from the destination.
+ */
+static void test_console_output_resumes(void)
+{
+    g_autofree char *dir = g_dir_make_tmp("vireo-devstate-XXXXXX", NULL);
+    g_autofree char *path = g_build_filename(dir, "hvc.sock", NULL);
+    g_autofree char *chardev = g_strdup_printf("socket,id=c0,path=%s,server=on,wait=off", path);
+    const char *argv[] = { "-chardev", chardev, "-device", "virtio-serial-pci", "-device", "virtconsole,chardev=c0",
+                           NULL };
+    enum { CHUNK = 512 * 1024, CHAINS = 2, TOTAL = CHUNK * CHAINS };
+    g_autofree uint8_t *data = g_malloc(TOTAL);
+    for (unsigned i = 0; i < TOTAL; i++) {
+        data[i] = i * 7 % 251;
+    }
+    Guest g = { .ram = g_malloc0(RAM_SIZE) };
+    Vm a;
+    vm_init(&a, &g, argv);
+    driver_init(&a, 2);
+    int client = console_connect(&a, path);
+    driver_init(&a, 2);
+    for (unsigned i = 0; i < CHAINS; i++) {
+        post_chain(&g, TXQ, &(Buf){ data + i * CHUNK, CHUNK }, 1);
+    }
+    kick(&a, TXQ);
+    for (int i = 0; i < 100; i++) { /* the device writes what the socket takes, then waits */
+        g_main_context_iteration(NULL, FALSE);
+    }
+    g_assert_cmpuint(used_idx(&g, TXQ), <, CHAINS);
+    g_autoptr(GPtrArray) sections = save_all(&a.m);
+    vm_fini(&a);
+    g_autofree uint8_t *got = g_malloc(TOTAL + 1);
+    size_t n = client_read(client, got, TOTAL + 1, 200); /* what the source wrote, up to its hangup */
+    close(client);
+    g_assert_cmpuint(n, >, 0);
+    g_assert_cmpuint(n, <, TOTAL);
+
+    Vm b;
+    vm_init(&b, &g, argv);
+    client = unix_client(path);
+    for (int i = 0; i < 100; i++) { /* the chardev accepts the client */
+        g_main_context_iteration(NULL, FALSE);
+        g_usleep(100);
+    }
+    load_all(&b.m, sections);
+    n += client_read(client, got + n, TOTAL + 1 - n, 1000);
+    g_assert_cmpuint(n, ==, TOTAL);
+    g_assert_cmpmem(got, n, data, TOTAL);
+    ITERATE_UNTIL(used_idx(&g, TXQ) == CHAINS);
+    g_assert_cmpuint(used_idx(&g, TXQ), ==, CHAINS);
+    close(client);
+    vm_fini(&b);
+    g_unlink(path);
+    g_rmdir(dir);
+    g_free(g.ram);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -830,5 +1053,8 @@ int main(int argc, char **argv)
     g_test_add_func("/devstate/virtio-rng/round-trip", test_rng_round_trip);
     g_test_add_func("/devstate/virtio/refusals", test_virtio_refusals);
     g_test_add_func("/devstate/virtio-blk/round-trip", test_blk_round_trip);
+    g_test_add_func("/devstate/virtio-net/round-trip", test_net_round_trip);
+    g_test_add_func("/devstate/virtio-console/round-trip", test_console_round_trip);
+    g_test_add_func("/devstate/virtio-console/output-resumes", test_console_output_resumes);
     return g_test_run();
 }
