@@ -391,10 +391,10 @@ static bool pci_pre_save(void *opaque, GError **err)
     return true;
 }
 
-/* Bits the device itself changes although the guest cannot write them. */
-static uint8_t device_owned(unsigned reg)
+/* Bits the device itself changes although the guest cannot write them: INTx status, if it has a pin. */
+static uint8_t device_owned(const PciDevice *dev, unsigned reg)
 {
-    return reg == PCI_STATUS ? PCI_STATUS_INTERRUPT : 0;
+    return reg == PCI_STATUS && dev->config[PCI_INTERRUPT_PIN] ? PCI_STATUS_INTERRUPT : 0;
 }
 
 static bool pci_post_load(void *opaque, int version, GError **err)
@@ -403,7 +403,7 @@ static bool pci_post_load(void *opaque, int version, GError **err)
     const uint8_t *in = dev->mig_config;
     /* Check everything before changing anything: a refused stream leaves the function as it was. */
     for (unsigned i = 0; i < PCI_CONFIG_SIZE; i++) {
-        uint8_t fixed = ~(dev->wmask[i] | dev->w1cmask[i] | device_owned(i));
+        uint8_t fixed = ~(dev->wmask[i] | dev->w1cmask[i] | device_owned(dev, i));
         if ((in[i] ^ dev->config[i]) & fixed) {
             g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID,
                         "device state '%s', field config: read-only byte 0x%02x is 0x%02x in the stream, 0x%02x "
