@@ -28,8 +28,12 @@ tmp = "/tmp/bench-migration"
 os.makedirs(tmp, exist_ok=True)
 
 
+running = []  # every VMM started, killed at the end of its round whatever happened
+
+
 class Vmm:
     def __init__(self, name, cmd, *extra):
+        running.append(self)
         self.serial = f"{tmp}/{name}.serial"
         self.qmp_path = f"{tmp}/{name}.qmp"
         for p in (self.serial, self.qmp_path):
@@ -105,8 +109,8 @@ def fast(vm):
     vm.cmd("migrate-set-parameters", **{"max-bandwidth": 0})
 
 
-def one_round(label, cmd):
-    m = {}
+def one_round(label, cmd, m):
+    """Fill @m with the round's metrics (what was measured stays there if a later step fails)."""
     # Save and restore.
     src = Vmm(label + "-src", cmd)
     src.poll(lambda: src.gens(), "memcheck's first check (region filled)", 0.2)
@@ -139,7 +143,6 @@ def one_round(label, cmd):
     dst.kill()
     live.poll(lambda: [g for g in live.gens() if g > last], "memcheck going on after live migration", 0.2)
     live.kill()
-    return m
 
 
 results = {label: [] for label, _ in specs}
@@ -147,14 +150,16 @@ runs_done = [0]
 for rnd in range(runs):
     for label, cmd in specs:
         runs_done[0] += 1
+        m = {}
         try:
-            m = one_round(label, cmd)
-        except RuntimeError as e:
-            print(f"bench/migration: round {rnd + 1} {label}: {e}", flush=True)
-            m = None
-        print(f"round {rnd + 1} {label}: {m}", flush=True)
-        if m:
+            one_round(label, cmd, m)
             results[label].append(m)
+            print(f"round {rnd + 1} {label}: {m}", flush=True)
+        except RuntimeError as e:
+            print(f"bench/migration: round {rnd + 1} {label} failed: {e} (measured so far: {m})", flush=True)
+        finally:
+            while running:
+                running.pop().kill()
 
 medians = {}
 for label, ms in results.items():

@@ -5,9 +5,13 @@
  */
 #include "migration/ram.h"
 #include "util/error.h"
+#include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 
 enum { PAGE_ZERO = 0, PAGE_DATA = 1 };
+#define PAGEMAP_PRESENT (1ULL << 63)
+#define PAGEMAP_SWAPPED (1ULL << 62)
 
 bool ram_page_is_zero(const uint8_t *page)
 {
@@ -20,37 +24,75 @@ bool ram_page_is_zero(const uint8_t *page)
     return true;
 }
 
-static void put_le(GByteArray *a, uint64_t v, unsigned n)
+/*
+ * Which of @count pages from @host the process never touched: neither in
+ * memory nor swapped out (/proc/self/pagemap). Such a page is zero without
+ * looking; reading it to find out would fault each one in, which on a big,
+ * mostly idle guest is most of a save's and a restore's time. A bit per
+ * page in @untouched; none set when pagemap cannot be read.
+ */
+static void untouched_pages(const uint8_t *host, unsigned count, uint64_t *untouched)
 {
-    uint8_t b[8];
-    for (unsigned i = 0; i < n; i++) {
-        b[i] = v >> (8 * i);
+    static gsize once;
+    static int fd = -1;
+    if (g_once_init_enter(&once)) {
+        fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+        g_once_init_leave(&once, 1);
     }
-    g_byte_array_append(a, b, n);
+    memset(untouched, 0, (count + 63) / 64 * 8);
+    uint64_t entries[RAM_SECTION_PAGES];
+    g_assert(count <= RAM_SECTION_PAGES);
+    if (fd < 0 || (uintptr_t)host % RAM_PAGE_SIZE || pread(fd, entries, count * 8, (off_t)((uintptr_t)host / RAM_PAGE_SIZE * 8)) != (ssize_t)(count * 8)) {
+        return;
+    }
+    for (unsigned i = 0; i < count; i++) {
+        if (!(entries[i] & (PAGEMAP_PRESENT | PAGEMAP_SWAPPED))) {
+            untouched[i / 64] |= 1ULL << (i % 64);
+        }
+    }
 }
 
 void ram_save_pages(MigWriter *w, const RamBlock *block, uint64_t first, unsigned count, RamStats *stats)
 {
     g_assert(count <= RAM_SECTION_PAGES && (first + count) * RAM_PAGE_SIZE <= block->size);
-    g_autoptr(GByteArray) p = g_byte_array_sized_new(12 + count * (RAM_PAGE_SIZE + 1));
-    put_le(p, first, 8);
-    put_le(p, count, 4);
+    /* The pages go to the channel from guest RAM; only the small parts are built here. */
+    uint8_t head[12], kinds[RAM_SECTION_PAGES];
+    struct iovec iov[1 + 2 * RAM_SECTION_PAGES];
+    unsigned n = 0, zeros = 0;
+    size_t len = sizeof(head);
+    uint64_t untouched[RAM_SECTION_PAGES / 64];
+    const uint8_t *base = block->host + first * RAM_PAGE_SIZE;
+    untouched_pages(base, count, untouched);
+    for (unsigned i = 0; i < 8; i++) {
+        head[i] = first >> (8 * i);
+    }
+    for (unsigned i = 0; i < 4; i++) {
+        head[8 + i] = count >> (8 * i);
+    }
+    iov[n++] = (struct iovec){ head, sizeof(head) };
     for (unsigned i = 0; i < count; i++) {
-        const uint8_t *page = block->host + (first + i) * RAM_PAGE_SIZE;
-        bool zero = ram_page_is_zero(page);
-        put_le(p, zero ? PAGE_ZERO : PAGE_DATA, 1);
+        const uint8_t *page = base + (size_t)i * RAM_PAGE_SIZE;
+        bool zero = (untouched[i / 64] >> (i % 64) & 1) || ram_page_is_zero(page);
+        kinds[i] = zero ? PAGE_ZERO : PAGE_DATA;
+        /* Runs of kind bytes and pages: consecutive kind bytes share one piece. */
+        if (n > 1 && (uint8_t *)iov[n - 1].iov_base + iov[n - 1].iov_len == &kinds[i]) {
+            iov[n - 1].iov_len++;
+        } else {
+            iov[n++] = (struct iovec){ &kinds[i], 1 };
+        }
+        len++;
         if (!zero) {
-            g_byte_array_append(p, page, RAM_PAGE_SIZE);
+            iov[n++] = (struct iovec){ (void *)page, RAM_PAGE_SIZE };
+            len += RAM_PAGE_SIZE;
         }
-        if (stats) {
-            stats->pages++;
-            stats->zero_pages += zero;
-        }
+        zeros += zero;
     }
     if (stats) {
-        stats->bytes += p->len;
+        stats->pages += count;
+        stats->zero_pages += zeros;
+        stats->bytes += len;
     }
-    mig_write_section(w, MIG_SECTION_RAM, block->name, 0, 1, p->data, p->len);
+    mig_write_section_iov(w, MIG_SECTION_RAM, block->name, 0, 1, iov, n);
 }
 
 void ram_save_all(MigWriter *w, GPtrArray *blocks, RamStats *stats)
@@ -102,6 +144,8 @@ bool ram_load_section(const MigSection *s, GPtrArray *blocks, RamStats *stats, G
                     " pages", s->name, first, count, pages);
         return false;
     }
+    uint64_t untouched[RAM_SECTION_PAGES / 64];
+    untouched_pages(block->host + first * RAM_PAGE_SIZE, (unsigned)count, untouched);
     for (uint64_t i = 0; i < count; i++) {
         if (len < 1) {
             goto malformed;
@@ -117,8 +161,8 @@ bool ram_load_section(const MigSection *s, GPtrArray *blocks, RamStats *stats, G
             p += RAM_PAGE_SIZE;
             len -= RAM_PAGE_SIZE;
         } else if (kind == PAGE_ZERO) {
-            /* Reading a page the destination never touched maps the shared zero page: no memory used. */
-            if (!ram_page_is_zero(page)) {
+            /* A page the destination never touched is zero already; others may hold its boot image. */
+            if (!(untouched[i / 64] >> (i % 64) & 1) && !ram_page_is_zero(page)) {
                 memset(page, 0, RAM_PAGE_SIZE);
             }
         } else {

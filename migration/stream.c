@@ -12,6 +12,7 @@
 #include "util/error.h"
 #include <errno.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define WRITE_BUFFER (1u << 20)
@@ -80,15 +81,62 @@ static void put_le(GByteArray *a, uint64_t v, unsigned n)
     g_byte_array_append(a, b, n);
 }
 
-/* Build a record in memory, then write it with its CRC. */
+/* Write @iov straight from where it lies (guest RAM), after what is buffered. */
+static void put_direct(MigWriter *w, struct iovec *iov, unsigned n)
+{
+    drain(w);
+    while (n && !w->error) {
+        ssize_t done = writev(w->fd, iov, (int)MIN(n, (unsigned)IOV_MAX));
+        if (done < 0 && errno == EINTR) {
+            continue;
+        }
+        if (done <= 0) {
+            w->error = done < 0 ? errno : EIO;
+            break;
+        }
+        while (n && (size_t)done >= iov->iov_len) {
+            done -= iov->iov_len;
+            iov++;
+            n--;
+        }
+        if (n) {
+            iov->iov_base = (uint8_t *)iov->iov_base + done;
+            iov->iov_len -= done;
+        }
+    }
+}
+
+/* A record: the header built in @rec, the payload pieces, then the CRC of both. */
+static void put_record_iov(MigWriter *w, GByteArray *rec, const struct iovec *payload, unsigned n)
+{
+    uint32_t crc = crc32c(0, rec->data, rec->len);
+    size_t len = 0;
+    for (unsigned i = 0; i < n; i++) {
+        crc = crc32c(crc, payload[i].iov_base, payload[i].iov_len);
+        len += payload[i].iov_len;
+    }
+    uint8_t tail[4] = { crc, crc >> 8, crc >> 16, crc >> 24 };
+    if (w->fd < 0 || len < WRITE_BUFFER / 4) {
+        put(w, rec->data, rec->len);
+        for (unsigned i = 0; i < n; i++) {
+            put(w, payload[i].iov_base, payload[i].iov_len);
+        }
+        put(w, tail, 4);
+        return;
+    }
+    /* Large payloads (RAM) go to the kernel from where they are, without a copy. */
+    g_autofree struct iovec *all = g_new(struct iovec, n + 2);
+    all[0] = (struct iovec){ rec->data, rec->len };
+    memcpy(all + 1, payload, n * sizeof(*payload));
+    all[n + 1] = (struct iovec){ tail, 4 };
+    w->bytes += rec->len + len + 4;
+    put_direct(w, all, n + 2);
+}
+
 static void put_record(MigWriter *w, GByteArray *rec, const void *payload, size_t len)
 {
-    uint32_t crc = crc32c(crc32c(0, rec->data, rec->len), payload, len);
-    put(w, rec->data, rec->len);
-    put(w, payload, len);
-    g_byte_array_set_size(rec, 0);
-    put_le(rec, crc, 4);
-    put(w, rec->data, rec->len);
+    struct iovec iov = { (void *)payload, len };
+    put_record_iov(w, rec, &iov, len ? 1 : 0);
 }
 
 void mig_write_header(MigWriter *w, const char *fingerprint)
@@ -105,6 +153,17 @@ void mig_write_header(MigWriter *w, const char *fingerprint)
 void mig_write_section(MigWriter *w, MigSectionKind kind, const char *name, uint32_t instance, uint32_t version,
                        const void *payload, size_t len)
 {
+    struct iovec iov = { (void *)payload, len };
+    mig_write_section_iov(w, kind, name, instance, version, &iov, len ? 1 : 0);
+}
+
+void mig_write_section_iov(MigWriter *w, MigSectionKind kind, const char *name, uint32_t instance,
+                           uint32_t version, const struct iovec *payload, unsigned n)
+{
+    size_t len = 0;
+    for (unsigned i = 0; i < n; i++) {
+        len += payload[i].iov_len;
+    }
     size_t name_len = strlen(name);
     g_assert(name_len < 256 && len <= MIG_SECTION_MAX);
     g_autoptr(GByteArray) rec = g_byte_array_new();
@@ -114,7 +173,7 @@ void mig_write_section(MigWriter *w, MigSectionKind kind, const char *name, uint
     put_le(rec, instance, 4);
     put_le(rec, version, 4);
     put_le(rec, len, 4);
-    put_record(w, rec, payload, len);
+    put_record_iov(w, rec, payload, n);
 }
 
 void mig_write_end(MigWriter *w)

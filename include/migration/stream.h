@@ -9,6 +9,7 @@
 #include <glib.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #define MIG_STREAM_MAGIC "VIREOVM\n"
 #define MIG_STREAM_VERSION 1
@@ -31,6 +32,9 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(MigWriter, mig_writer_free)
 void mig_write_header(MigWriter *w, const char *fingerprint);
 void mig_write_section(MigWriter *w, MigSectionKind kind, const char *name, uint32_t instance, uint32_t version,
                        const void *payload, size_t len);
+/* The same with the payload in pieces (guest pages), written without copying them where it is large. */
+void mig_write_section_iov(MigWriter *w, MigSectionKind kind, const char *name, uint32_t instance,
+                           uint32_t version, const struct iovec *payload, unsigned n);
 void mig_write_end(MigWriter *w);
 /* Push buffered bytes out; false with the first write error (sticky) naming the channel. */
 bool mig_writer_flush(MigWriter *w, GError **err);
