@@ -586,7 +586,7 @@ static bool load_stream(Migration *ms, GPtrArray *devices, GError **err)
     RamStats ram = { 0 };
     for (;;) {
         MigSection sec;
-        if (!mig_read_section(r, &sec, err)) {
+        if (!mig_read_section_header(r, &sec, err)) {
             return false;
         }
         bool ok = true;
@@ -600,12 +600,12 @@ static bool load_stream(Migration *ms, GPtrArray *devices, GError **err)
             g_mutex_unlock(&ms->mutex);
             return true;
         case MIG_SECTION_RAM:
-            ok = ram_load_section(&sec, ms->m->ram_blocks, &ram, err);
+            ok = ram_load_section(r, &sec, ms->m->ram_blocks, &ram, err);
             mig_section_clear(&sec);
             break;
         case MIG_SECTION_DEVICE:
             /* Applied at the end, all together, under the big lock (an unknown one is refused now). */
-            ok = device_known(ms, &sec, err);
+            ok = device_known(ms, &sec, err) && mig_read_section_payload(r, &sec, err);
             if (ok) {
                 g_ptr_array_add(devices, g_memdup2(&sec, sizeof(sec)));
             } else {

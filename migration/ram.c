@@ -1,7 +1,9 @@
 /*
  * RAM sections (include/migration/ram.h). Payload: u64 first page, u32
- * count, then count records: u8 kind (0 zero, 1 data) followed, for data, by
- * the page's RAM_PAGE_SIZE bytes.
+ * count, count kind bytes (0 zero, 1 data), then the RAM_PAGE_SIZE bytes of
+ * each data page in order. The pages come last and together so both sides
+ * move them between the channel and guest RAM in one writev/readv, never
+ * through a buffer of ours.
  */
 #include "migration/ram.h"
 #include "util/error.h"
@@ -55,13 +57,11 @@ static void untouched_pages(const uint8_t *host, unsigned count, uint64_t *untou
 void ram_save_pages(MigWriter *w, const RamBlock *block, uint64_t first, unsigned count, RamStats *stats)
 {
     g_assert(count <= RAM_SECTION_PAGES && (first + count) * RAM_PAGE_SIZE <= block->size);
-    /* The pages go to the channel from guest RAM; only the small parts are built here. */
     uint8_t head[12], kinds[RAM_SECTION_PAGES];
-    struct iovec iov[1 + 2 * RAM_SECTION_PAGES];
-    unsigned n = 0, zeros = 0;
-    size_t len = sizeof(head);
+    struct iovec iov[2 + RAM_SECTION_PAGES];
+    unsigned n = 2, zeros = 0;
     uint64_t untouched[RAM_SECTION_PAGES / 64];
-    const uint8_t *base = block->host + first * RAM_PAGE_SIZE;
+    uint8_t *base = block->host + first * RAM_PAGE_SIZE;
     untouched_pages(base, count, untouched);
     for (unsigned i = 0; i < 8; i++) {
         head[i] = first >> (8 * i);
@@ -69,30 +69,29 @@ void ram_save_pages(MigWriter *w, const RamBlock *block, uint64_t first, unsigne
     for (unsigned i = 0; i < 4; i++) {
         head[8 + i] = count >> (8 * i);
     }
-    iov[n++] = (struct iovec){ head, sizeof(head) };
+    iov[0] = (struct iovec){ head, sizeof(head) };
+    iov[1] = (struct iovec){ kinds, count };
     for (unsigned i = 0; i < count; i++) {
-        const uint8_t *page = base + (size_t)i * RAM_PAGE_SIZE;
+        uint8_t *page = base + (size_t)i * RAM_PAGE_SIZE;
         bool zero = (untouched[i / 64] >> (i % 64) & 1) || ram_page_is_zero(page);
         kinds[i] = zero ? PAGE_ZERO : PAGE_DATA;
-        /* Runs of kind bytes and pages: consecutive kind bytes share one piece. */
-        if (n > 1 && (uint8_t *)iov[n - 1].iov_base + iov[n - 1].iov_len == &kinds[i]) {
-            iov[n - 1].iov_len++;
-        } else {
-            iov[n++] = (struct iovec){ &kinds[i], 1 };
-        }
-        len++;
-        if (!zero) {
-            iov[n++] = (struct iovec){ (void *)page, RAM_PAGE_SIZE };
-            len += RAM_PAGE_SIZE;
-        }
         zeros += zero;
+        if (zero) {
+            continue;
+        }
+        /* Neighbouring data pages are one piece. */
+        if (n > 2 && (uint8_t *)iov[n - 1].iov_base + iov[n - 1].iov_len == page) {
+            iov[n - 1].iov_len += RAM_PAGE_SIZE;
+        } else {
+            iov[n++] = (struct iovec){ page, RAM_PAGE_SIZE };
+        }
     }
     if (stats) {
         stats->pages += count;
         stats->zero_pages += zeros;
-        stats->bytes += len;
+        stats->bytes += sizeof(head) + count + (size_t)(count - zeros) * RAM_PAGE_SIZE;
     }
-    mig_write_section_iov(w, MIG_SECTION_RAM, block->name, 0, 1, iov, n);
+    mig_write_section_iov(w, MIG_SECTION_RAM, block->name, 0, RAM_SECTION_VERSION, iov, n);
 }
 
 void ram_save_all(MigWriter *w, GPtrArray *blocks, RamStats *stats)
@@ -106,7 +105,13 @@ void ram_save_all(MigWriter *w, GPtrArray *blocks, RamStats *stats)
     }
 }
 
-bool ram_load_section(const MigSection *s, GPtrArray *blocks, RamStats *stats, GError **err)
+static bool malformed(const MigSection *s, GError **err)
+{
+    g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "RAM block '%s': malformed section", s->name);
+    return false;
+}
+
+bool ram_load_section(MigReader *r, const MigSection *s, GPtrArray *blocks, RamStats *stats, GError **err)
 {
     const RamBlock *block = NULL;
     for (guint b = 0; blocks && b < blocks->len && !block; b++) {
@@ -118,25 +123,25 @@ bool ram_load_section(const MigSection *s, GPtrArray *blocks, RamStats *stats, G
                     s->name);
         return false;
     }
-    if (s->version != 1) {
-        g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "RAM section version %u, this Vireo reads version 1",
-                    s->version);
+    if (s->version != RAM_SECTION_VERSION) {
+        g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "RAM section version %u, this Vireo reads version %u",
+                    s->version, RAM_SECTION_VERSION);
         return false;
     }
-    gsize len;
-    const uint8_t *p = g_bytes_get_data(s->payload, &len);
-    uint64_t first = 0, count = 0;
-    if (len < 12) {
-        goto malformed;
+    uint8_t head[12], kinds[RAM_SECTION_PAGES];
+    if (s->len < sizeof(head)) {
+        return malformed(s, err);
     }
+    if (!mig_read_payload(r, s, head, sizeof(head), err)) {
+        return false;
+    }
+    uint64_t first = 0, count = 0;
     for (unsigned i = 0; i < 8; i++) {
-        first |= (uint64_t)p[i] << (8 * i);
+        first |= (uint64_t)head[i] << (8 * i);
     }
     for (unsigned i = 0; i < 4; i++) {
-        count |= (uint64_t)p[8 + i] << (8 * i);
+        count |= (uint64_t)head[8 + i] << (8 * i);
     }
-    p += 12;
-    len -= 12;
     uint64_t pages = block->size / RAM_PAGE_SIZE;
     if (count > RAM_SECTION_PAGES || first > pages || count > pages - first) {
         g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID,
@@ -144,39 +149,39 @@ bool ram_load_section(const MigSection *s, GPtrArray *blocks, RamStats *stats, G
                     " pages", s->name, first, count, pages);
         return false;
     }
+    if (!mig_read_payload(r, s, kinds, count, err)) {
+        return false;
+    }
+    uint8_t *base = block->host + first * RAM_PAGE_SIZE;
     uint64_t untouched[RAM_SECTION_PAGES / 64];
-    untouched_pages(block->host + first * RAM_PAGE_SIZE, (unsigned)count, untouched);
-    for (uint64_t i = 0; i < count; i++) {
-        if (len < 1) {
-            goto malformed;
-        }
-        uint8_t kind = *p++;
-        len--;
-        uint8_t *page = block->host + (first + i) * RAM_PAGE_SIZE;
-        if (kind == PAGE_DATA) {
-            if (len < RAM_PAGE_SIZE) {
-                goto malformed;
+    untouched_pages(base, (unsigned)count, untouched);
+    struct iovec iov[RAM_SECTION_PAGES];
+    unsigned n = 0, data = 0;
+    for (unsigned i = 0; i < count; i++) {
+        uint8_t *page = base + (size_t)i * RAM_PAGE_SIZE;
+        if (kinds[i] == PAGE_DATA) {
+            if (n && (uint8_t *)iov[n - 1].iov_base + iov[n - 1].iov_len == page) {
+                iov[n - 1].iov_len += RAM_PAGE_SIZE;
+            } else {
+                iov[n++] = (struct iovec){ page, RAM_PAGE_SIZE };
             }
-            memcpy(page, p, RAM_PAGE_SIZE);
-            p += RAM_PAGE_SIZE;
-            len -= RAM_PAGE_SIZE;
-        } else if (kind == PAGE_ZERO) {
+            data++;
+        } else if (kinds[i] != PAGE_ZERO) {
+            return malformed(s, err);
+        } else if (!(untouched[i / 64] >> (i % 64) & 1) && !ram_page_is_zero(page)) {
             /* A page the destination never touched is zero already; others may hold its boot image. */
-            if (!(untouched[i / 64] >> (i % 64) & 1) && !ram_page_is_zero(page)) {
-                memset(page, 0, RAM_PAGE_SIZE);
-            }
-        } else {
-            goto malformed;
-        }
-        if (stats) {
-            stats->pages++;
-            stats->zero_pages += kind == PAGE_ZERO;
+            memset(page, 0, RAM_PAGE_SIZE);
         }
     }
-    if (len == 0) {
-        return true;
+    if (s->len != sizeof(head) + count + (uint64_t)data * RAM_PAGE_SIZE) {
+        return malformed(s, err);
     }
-malformed:
-    g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "RAM block '%s': malformed section", s->name);
-    return false;
+    if (!mig_read_payload_iov(r, s, iov, n, err) || !mig_read_section_end(r, s, err)) {
+        return false;
+    }
+    if (stats) {
+        stats->pages += count;
+        stats->zero_pages += count - data;
+    }
+    return true;
 }

@@ -11,6 +11,7 @@
 #include "util/crc32c.h"
 #include "util/error.h"
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -217,6 +218,7 @@ struct MigReader {
     int error;
     bool eof;
     uint32_t crc; /* over the current record so far */
+    uint32_t left; /* payload bytes of the current section not read yet */
 };
 
 MigReader *mig_reader_new_fd(int fd)
@@ -384,12 +386,13 @@ void mig_section_clear(MigSection *s)
     g_clear_pointer(&s->payload, g_bytes_unref);
 }
 
-bool mig_read_section(MigReader *r, MigSection *s, GError **err)
+bool mig_read_section_header(MigReader *r, MigSection *s, GError **err)
 {
     uint64_t kind, name_len, instance, version, len;
     char name[256];
     *s = (MigSection){ 0 };
     r->crc = 0;
+    r->left = 0;
     if (!get_le(r, 1, &kind)) {
         return short_read(r, err, "before its end marker");
     }
@@ -413,19 +416,116 @@ bool mig_read_section(MigReader *r, MigSection *s, GError **err)
                     "the migration stream is corrupt: section '%s' claims %" G_GUINT64_FORMAT " bytes", name, len);
         return false;
     }
-    g_autofree uint8_t *payload = g_malloc(len ? len : 1);
-    if (!get(r, payload, len)) {
-        g_autofree char *where = g_strdup_printf("in section '%s'", name);
-        return short_read(r, err, where);
-    }
-    g_autofree char *what = g_strdup_printf("section '%s'", name);
-    if (!check_crc(r, err, what)) {
-        return false;
-    }
     s->kind = kind;
     s->name = g_strdup(name);
     s->instance = instance;
     s->version = version;
-    s->payload = g_bytes_new_take(g_steal_pointer(&payload), len);
+    s->len = len;
+    r->left = len;
+    return true;
+}
+
+static bool payload_short(MigReader *r, const MigSection *s, GError **err)
+{
+    g_autofree char *where = g_strdup_printf("in section '%s'", s->name);
+    return short_read(r, err, where);
+}
+
+static bool payload_overrun(const MigSection *s, GError **err)
+{
+    g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "section '%s' (%u bytes) is malformed: its contents run past its end",
+                s->name, s->len);
+    return false;
+}
+
+bool mig_read_payload(MigReader *r, const MigSection *s, void *p, size_t len, GError **err)
+{
+    if (len > r->left) {
+        return payload_overrun(s, err);
+    }
+    if (!get(r, p, len)) {
+        return payload_short(r, s, err);
+    }
+    r->left -= len;
+    return true;
+}
+
+bool mig_read_payload_iov(MigReader *r, const MigSection *s, const struct iovec *iov, unsigned n, GError **err)
+{
+    size_t total = 0;
+    for (unsigned i = 0; i < n; i++) {
+        total += iov[i].iov_len;
+    }
+    if (total > r->left) {
+        return payload_overrun(s, err);
+    }
+    if (r->data) {
+        for (unsigned i = 0; i < n; i++) {
+            if (!get(r, iov[i].iov_base, iov[i].iov_len)) {
+                return payload_short(r, s, err);
+            }
+        }
+        r->left -= total;
+        return true;
+    }
+    /* Straight into place (guest RAM) with readv, then the checksum over what arrived. */
+    g_autofree struct iovec *v = g_memdup2(iov, n * sizeof(*iov));
+    struct iovec *cur = v;
+    unsigned left = n;
+    while (left) {
+        ssize_t got = readv(r->fd, cur, (int)MIN(left, (unsigned)IOV_MAX));
+        if (got < 0 && errno == EINTR) {
+            continue;
+        }
+        if (got <= 0) {
+            r->eof = got == 0;
+            r->error = got < 0 ? errno : 0;
+            return payload_short(r, s, err);
+        }
+        r->bytes += got;
+        while (left && (size_t)got >= cur->iov_len) {
+            got -= cur->iov_len;
+            cur++;
+            left--;
+        }
+        if (left) {
+            cur->iov_base = (uint8_t *)cur->iov_base + got;
+            cur->iov_len -= got;
+        }
+    }
+    for (unsigned i = 0; i < n; i++) {
+        r->crc = crc32c(r->crc, iov[i].iov_base, iov[i].iov_len);
+    }
+    r->left -= total;
+    return true;
+}
+
+bool mig_read_section_end(MigReader *r, const MigSection *s, GError **err)
+{
+    if (r->left) {
+        g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "section '%s' is malformed: %u of its %u bytes are not used",
+                    s->name, r->left, s->len);
+        return false;
+    }
+    g_autofree char *what = g_strdup_printf("section '%s'", s->name);
+    return check_crc(r, err, what);
+}
+
+bool mig_read_section(MigReader *r, MigSection *s, GError **err)
+{
+    if (!mig_read_section_header(r, s, err)) {
+        return false;
+    }
+    return s->kind == MIG_SECTION_END || mig_read_section_payload(r, s, err);
+}
+
+bool mig_read_section_payload(MigReader *r, MigSection *s, GError **err)
+{
+    g_autofree uint8_t *payload = g_malloc(s->len ? s->len : 1);
+    if (!mig_read_payload(r, s, payload, s->len, err) || !mig_read_section_end(r, s, err)) {
+        mig_section_clear(s);
+        return false;
+    }
+    s->payload = g_bytes_new_take(g_steal_pointer(&payload), s->len);
     return true;
 }

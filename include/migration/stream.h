@@ -45,7 +45,8 @@ typedef struct MigSection {
     MigSectionKind kind;
     char *name;
     uint32_t instance, version;
-    GBytes *payload;
+    uint32_t len;    /* payload bytes */
+    GBytes *payload; /* mig_read_section only */
 } MigSection;
 void mig_section_clear(MigSection *s);
 
@@ -55,6 +56,18 @@ void mig_reader_free(MigReader *r);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(MigReader, mig_reader_free)
 /* Check magic, version and that the stream's fingerprint is @fingerprint. */
 bool mig_read_header(MigReader *r, const char *fingerprint, GError **err);
-/* The next section, its CRC checked; an END section ends the stream. */
+/* The next section with its payload, its CRC checked; an END section ends the stream. */
 bool mig_read_section(MigReader *r, MigSection *s, GError **err);
+/*
+ * The same in steps, for a payload that goes straight where it belongs
+ * (guest RAM): the header, then exactly s->len bytes in pieces, then the end
+ * (which checks every byte was read and the CRC). What the pieces were
+ * read into is only trustworthy once mig_read_section_end succeeded.
+ */
+bool mig_read_section_header(MigReader *r, MigSection *s, GError **err);
+/* After the header: the whole payload into s->payload, and the end. */
+bool mig_read_section_payload(MigReader *r, MigSection *s, GError **err);
+bool mig_read_payload(MigReader *r, const MigSection *s, void *p, size_t len, GError **err);
+bool mig_read_payload_iov(MigReader *r, const MigSection *s, const struct iovec *iov, unsigned n, GError **err);
+bool mig_read_section_end(MigReader *r, const MigSection *s, GError **err);
 uint64_t mig_reader_bytes(const MigReader *r);

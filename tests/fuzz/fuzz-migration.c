@@ -67,13 +67,13 @@ static void load(GBytes *data)
     }
     for (;;) {
         MigSection s;
-        if (!mig_read_section(r, &s, &err)) {
+        if (!mig_read_section_header(r, &s, &err)) {
             return;
         }
         bool ok = true;
         if (s.kind == MIG_SECTION_RAM) {
-            ok = ram_load_section(&s, blocks, NULL, &err);
-        } else if (s.kind == MIG_SECTION_DEVICE) {
+            ok = ram_load_section(r, &s, blocks, NULL, &err);
+        } else if (s.kind == MIG_SECTION_DEVICE && (ok = mig_read_section_payload(r, &s, &err))) {
             gsize len;
             const uint8_t *p = g_bytes_get_data(s.payload, &len);
             ok = vmstate_load(&dev_vmsd, &dev, s.version, p, len, &err);

@@ -317,8 +317,8 @@ static void test_ram_round_trip(void)
         MigSection sec;
         g_autoptr(GError) err = NULL;
         unsigned sections = 0;
-        while (mig_read_section(r, &sec, &err) && sec.kind == MIG_SECTION_RAM) {
-            g_assert_true(ram_load_section(&sec, to_blocks, NULL, &err));
+        while (mig_read_section_header(r, &sec, &err) && sec.kind == MIG_SECTION_RAM) {
+            g_assert_true(ram_load_section(r, &sec, to_blocks, NULL, &err));
             mig_section_clear(&sec);
             sections++;
         }
@@ -339,15 +339,15 @@ static void test_ram_refusals(void)
     MigSection sec;
     g_autoptr(GError) err = NULL;
     g_autoptr(MigReader) r = mig_reader_new_bytes(data);
-    g_assert_true(mig_read_section(r, &sec, &err));
+    g_assert_true(mig_read_section_header(r, &sec, &err));
     RamBlock to = { "pc.ram", small, sizeof(small) };
     g_autoptr(GPtrArray) to_blocks = blocks_of(&to);
-    g_assert_false(ram_load_section(&sec, to_blocks, NULL, &err));
+    g_assert_false(ram_load_section(r, &sec, to_blocks, NULL, &err));
     g_assert_cmpstr(err->message, ==, "RAM block 'pc.ram': pages 4+4 lie outside its 4 pages");
     g_clear_error(&err);
     RamBlock other = { "other", small, sizeof(small) };
     g_autoptr(GPtrArray) other_blocks = blocks_of(&other);
-    g_assert_false(ram_load_section(&sec, other_blocks, NULL, &err));
+    g_assert_false(ram_load_section(r, &sec, other_blocks, NULL, &err));
     g_assert_cmpstr(err->message, ==, "the migration stream has RAM block 'pc.ram', this VM has not");
     mig_section_clear(&sec);
 }
