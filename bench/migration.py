@@ -7,8 +7,8 @@ CMD boots the guest (bookworm's kernel, an initramfs running memcheck);
 this script adds -serial, -qmp and -incoming. Per round and command, in
 the order given (noise falls on all alike):
   save:     the guest has filled its region; stop, migrate to file:, time until completed
-  restore:  a new process with -incoming file:, time from exec until the guest runs
-            (and check memcheck goes on: a restore that loses the guest does not count)
+  restore:  a new process with -incoming file:, time from exec until the stream is loaded
+            (then cont, and check memcheck goes on: a restore that loses the guest does not count)
   live:     the guest keeps writing; migrate over tcp to a second process:
             query-migrate's total-time and downtime, and the guest going on there
 Prints the medians per command and the ratio of the first command to each other.
@@ -125,8 +125,10 @@ def one_round(label, cmd, m):
     last = src.gens()[-1]
     src.kill()
     dst = Vmm(label + "-restore", cmd, "-incoming", "file:" + snap)
-    dst.poll(lambda: dst.cmd("query-status")["status"] == "running", "the restored VM to run", 0.005)
+    # Saved paused, it is restored paused (QEMU and Vireo alike): loaded is when it leaves inmigrate.
+    dst.poll(lambda: dst.cmd("query-status")["status"] != "inmigrate", "the restore to finish", 0.005)
     m["restore_s"] = time.monotonic() - dst.started
+    dst.cmd("cont")
     os.unlink(snap)
     dst.poll(lambda: [g for g in dst.gens() if g > last], "memcheck going on after the restore", 0.2)
 
@@ -157,6 +159,10 @@ for rnd in range(runs):
             print(f"round {rnd + 1} {label}: {m}", flush=True)
         except RuntimeError as e:
             print(f"bench/migration: round {rnd + 1} {label} failed: {e} (measured so far: {m})", flush=True)
+            for vm in running:
+                for path in (vm.serial, vm.log.name):
+                    if os.path.exists(path):
+                        print(f"--- {path} (end)\n{open(path, errors='replace').read()[-1500:]}", flush=True)
         finally:
             while running:
                 running.pop().kill()

@@ -1,6 +1,7 @@
 #define G_LOG_DOMAIN "runtime"
 #include "system/runtime.h"
 #include "accel/kvm.h"
+#include "migration/vmstate.h"
 #include "util/error.h"
 #include <glib-unix.h>
 #include <limits.h>
@@ -35,6 +36,12 @@ struct Runtime {
 
     Migration *migration;
     RunState state_before_migration; /* to go back to when a switch-over fails */
+    /*
+     * Migrated as section "runstate": whether the source's vCPUs ran when
+     * it stopped them for the switch-over. As in QEMU, a destination goes
+     * on running only if the source was.
+     */
+    bool migrated_running;
     bool autostart; /* 'cont' during an incoming migration: run once it is loaded */
 
     bool quit;
@@ -268,10 +275,23 @@ static void handle_requests(Runtime *rt)
 
 /* ---- what the migration asks of the VM (big lock held, migration thread) ---- */
 
+static const VMStateField runstate_fields[] = {
+    VMSTATE_BOOL(Runtime, migrated_running),
+    VMSTATE_END,
+};
+
+static const VMStateDescription runstate_vmsd = {
+    .name = "runstate",
+    .version = 1,
+    .minimum_version = 1,
+    .fields = runstate_fields,
+};
+
 static bool migration_stop(void *opaque)
 {
     Runtime *rt = opaque;
     bool was_running = rt->state == RUN_STATE_RUNNING;
+    rt->migrated_running = was_running;
     stop_vcpus(rt);
     rt->state_before_migration = rt->state;
     rt->state = RUN_STATE_FINISH_MIGRATE;
@@ -309,7 +329,7 @@ static void migration_incoming_done(void *opaque, const GError *err)
         return;
     }
     rt->state = RUN_STATE_PAUSED;
-    if (!rt->cfg->start_paused || rt->autostart) {
+    if ((!rt->cfg->start_paused && rt->migrated_running) || rt->autostart) {
         runtime_resume(rt);
     }
 }
@@ -373,6 +393,7 @@ Runtime *runtime_new(const MachineType *type, Machine *m, const VmConfig *cfg, G
     g_autofree char *config = g_strdup_printf("vireo machine=%s cpu=%s smp=%u,sockets=%u,cores=%u,threads=%u",
                                               type->name, cfg->cpu, cfg->smp_cpus, cfg->sockets, cfg->cores,
                                               cfg->threads);
+    vmstate_register(m, "runstate", 0, &runstate_vmsd, rt);
     rt->migration = migration_new(m, config, &migration_host_ops, rt);
 
     poll_lock = &m->lock;

@@ -201,6 +201,7 @@ check(not [n for n in os.listdir(workdir) if "cancelled" in n], "a cancelled sav
 # 4. exec: out and in, and -incoming defer + migrate-incoming.
 live_dst.cmd("migrate-set-parameters", **{"max-bandwidth": 0})
 piped = os.path.join(workdir, "piped")
+live_dst.cmd("stop")
 live_dst.cmd("migrate", uri=f"exec:cat > {piped}")
 check(live_dst.wait_migration()["status"] == "completed", "migrate to exec:cat > FILE completed")
 last = live_dst.gens()[-1]
@@ -208,6 +209,11 @@ live_dst.finish()
 deferred = Vm("-incoming", "defer")
 check(deferred.cmd("query-status")["status"] == "inmigrate", "-incoming defer waits in inmigrate")
 deferred.cmd("migrate-incoming", uri=f"exec:cat {piped}")
+deadline = time.monotonic() + STEP
+while deferred.cmd("query-status")["status"] == "inmigrate" and time.monotonic() < deadline:
+    time.sleep(0.05)
+check(deferred.cmd("query-status")["status"] == "paused", "a VM saved paused is restored paused (as QEMU)")
+deferred.cmd("cont")
 g = deferred.wait_gen(last, "the guest restored through exec: goes on")
 check(g[0] == last + 1, f"migrate-incoming exec:cat FILE restores the guest (gen {g[0]} after {last})")
 
