@@ -68,6 +68,7 @@ typedef struct Sender {
     GPtrArray *blocks;  /* RamBlock, the machine's */
     uint64_t **to_send; /* per block: a bit per page */
     RamStats ram;
+    uint8_t *scratch; /* RAM_SECTION_BYTES the pages are copied out through */
     int64_t window_us;
     uint64_t window_bytes;
 } Sender;
@@ -303,7 +304,7 @@ static bool send_marked(Sender *s, bool limited, GError **err)
             if (lo == UINT64_MAX) {
                 continue;
             }
-            ram_save_pages(s->w, b, lo, (unsigned)(hi - lo + 1), &s->ram);
+            ram_save_pages(s->w, b, lo, (unsigned)(hi - lo + 1), s->scratch, &s->ram);
             if (cancelled(s->ms)) {
                 g_set_error(err, VIREO_ERROR, VIREO_ERROR_FAILED, "cancelled");
                 return false;
@@ -429,7 +430,8 @@ static gpointer outgoing_thread(gpointer p)
     Machine *m = ms->m;
     g_autoptr(GError) err = NULL;
     g_autoptr(MigWriter) w = mig_writer_new(mig_channel_fd(ms->channel));
-    Sender s = { .ms = ms, .w = w, .blocks = m->ram_blocks, .window_us = now_us() };
+    g_autofree uint8_t *scratch = g_malloc(RAM_SECTION_BYTES);
+    Sender s = { .ms = ms, .w = w, .blocks = m->ram_blocks, .scratch = scratch, .window_us = now_us() };
     s.to_send = g_new0(uint64_t *, s.blocks->len);
     for (guint i = 0; i < s.blocks->len; i++) {
         const RamBlock *b = g_ptr_array_index(s.blocks, i);

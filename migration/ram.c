@@ -6,6 +6,7 @@
  * through a buffer of ours.
  */
 #include "migration/ram.h"
+#include "util/crc32c.h"
 #include "util/error.h"
 #include <fcntl.h>
 #include <string.h>
@@ -54,14 +55,14 @@ static void untouched_pages(const uint8_t *host, unsigned count, uint64_t *untou
     }
 }
 
-void ram_save_pages(MigWriter *w, const RamBlock *block, uint64_t first, unsigned count, RamStats *stats)
+void ram_save_pages(MigWriter *w, const RamBlock *block, uint64_t first, unsigned count, uint8_t *scratch,
+                    RamStats *stats)
 {
     g_assert(count <= RAM_SECTION_PAGES && (first + count) * RAM_PAGE_SIZE <= block->size);
     uint8_t head[12], kinds[RAM_SECTION_PAGES];
-    struct iovec iov[2 + RAM_SECTION_PAGES];
-    unsigned n = 2, zeros = 0;
+    unsigned data = 0;
     uint64_t untouched[RAM_SECTION_PAGES / 64];
-    uint8_t *base = block->host + first * RAM_PAGE_SIZE;
+    const uint8_t *base = block->host + first * RAM_PAGE_SIZE;
     untouched_pages(base, count, untouched);
     for (unsigned i = 0; i < 8; i++) {
         head[i] = first >> (8 * i);
@@ -69,38 +70,44 @@ void ram_save_pages(MigWriter *w, const RamBlock *block, uint64_t first, unsigne
     for (unsigned i = 0; i < 4; i++) {
         head[8 + i] = count >> (8 * i);
     }
-    iov[0] = (struct iovec){ head, sizeof(head) };
-    iov[1] = (struct iovec){ kinds, count };
     for (unsigned i = 0; i < count; i++) {
-        uint8_t *page = base + (size_t)i * RAM_PAGE_SIZE;
-        bool zero = (untouched[i / 64] >> (i % 64) & 1) || ram_page_is_zero(page);
+        bool zero = (untouched[i / 64] >> (i % 64) & 1) || ram_page_is_zero(base + (size_t)i * RAM_PAGE_SIZE);
         kinds[i] = zero ? PAGE_ZERO : PAGE_DATA;
-        zeros += zero;
-        if (zero) {
-            continue;
-        }
-        /* Neighbouring data pages are one piece. */
-        if (n > 2 && (uint8_t *)iov[n - 1].iov_base + iov[n - 1].iov_len == page) {
-            iov[n - 1].iov_len += RAM_PAGE_SIZE;
-        } else {
-            iov[n++] = (struct iovec){ page, RAM_PAGE_SIZE };
+        data += !zero;
+    }
+    /*
+     * The guest may be running: the pages are copied out (the checksum taken
+     * in the same pass), so what is sent is exactly what the CRC covers. A
+     * page written meanwhile is sent again: the dirty log has it.
+     */
+    MigSectionHeader h;
+    size_t len = sizeof(head) + count + (size_t)data * RAM_PAGE_SIZE;
+    uint32_t crc = mig_section_begin(&h, MIG_SECTION_RAM, block->name, 0, RAM_SECTION_VERSION, len);
+    crc = crc32c(crc32c(crc, head, sizeof(head)), kinds, count);
+    uint8_t *out = scratch;
+    for (unsigned i = 0; i < count; i++) {
+        if (kinds[i] == PAGE_DATA) {
+            crc = crc32c_copy(crc, out, base + (size_t)i * RAM_PAGE_SIZE, RAM_PAGE_SIZE);
+            out += RAM_PAGE_SIZE;
         }
     }
+    struct iovec iov[] = { { head, sizeof(head) }, { kinds, count }, { scratch, (size_t)data * RAM_PAGE_SIZE } };
+    mig_section_write(w, &h, iov, data ? 3 : 2, crc);
     if (stats) {
         stats->pages += count;
-        stats->zero_pages += zeros;
-        stats->bytes += sizeof(head) + count + (size_t)(count - zeros) * RAM_PAGE_SIZE;
+        stats->zero_pages += count - data;
+        stats->bytes += len;
     }
-    mig_write_section_iov(w, MIG_SECTION_RAM, block->name, 0, RAM_SECTION_VERSION, iov, n);
 }
 
 void ram_save_all(MigWriter *w, GPtrArray *blocks, RamStats *stats)
 {
+    g_autofree uint8_t *scratch = g_malloc(RAM_SECTION_BYTES);
     for (guint b = 0; b < blocks->len; b++) {
         const RamBlock *block = g_ptr_array_index(blocks, b);
         uint64_t pages = block->size / RAM_PAGE_SIZE;
         for (uint64_t first = 0; first < pages; first += RAM_SECTION_PAGES) {
-            ram_save_pages(w, block, first, MIN(RAM_SECTION_PAGES, pages - first), stats);
+            ram_save_pages(w, block, first, MIN(RAM_SECTION_PAGES, pages - first), scratch, stats);
         }
     }
 }

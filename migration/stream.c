@@ -107,37 +107,45 @@ static void put_direct(MigWriter *w, struct iovec *iov, unsigned n)
     }
 }
 
-/* A record: the header built in @rec, the payload pieces, then the CRC of both. */
-static void put_record_iov(MigWriter *w, GByteArray *rec, const struct iovec *payload, unsigned n)
+/* A record: its header bytes, the payload pieces, then @crc (of both). */
+static void put_record_iov(MigWriter *w, const uint8_t *head, size_t head_len, const struct iovec *payload,
+                           unsigned n, uint32_t crc)
 {
-    uint32_t crc = crc32c(0, rec->data, rec->len);
     size_t len = 0;
     for (unsigned i = 0; i < n; i++) {
-        crc = crc32c(crc, payload[i].iov_base, payload[i].iov_len);
         len += payload[i].iov_len;
     }
     uint8_t tail[4] = { crc, crc >> 8, crc >> 16, crc >> 24 };
     if (w->fd < 0 || len < WRITE_BUFFER / 4) {
-        put(w, rec->data, rec->len);
+        put(w, head, head_len);
         for (unsigned i = 0; i < n; i++) {
             put(w, payload[i].iov_base, payload[i].iov_len);
         }
         put(w, tail, 4);
         return;
     }
-    /* Large payloads (RAM) go to the kernel from where they are, without a copy. */
+    /* Large payloads (RAM) go to the kernel from where they are, without another copy. */
     g_autofree struct iovec *all = g_new(struct iovec, n + 2);
-    all[0] = (struct iovec){ rec->data, rec->len };
+    all[0] = (struct iovec){ (void *)head, head_len };
     memcpy(all + 1, payload, n * sizeof(*payload));
     all[n + 1] = (struct iovec){ tail, 4 };
-    w->bytes += rec->len + len + 4;
+    w->bytes += head_len + len + 4;
     put_direct(w, all, n + 2);
+}
+
+static uint32_t crc_iov(uint32_t crc, const struct iovec *iov, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        crc = crc32c(crc, iov[i].iov_base, iov[i].iov_len);
+    }
+    return crc;
 }
 
 static void put_record(MigWriter *w, GByteArray *rec, const void *payload, size_t len)
 {
     struct iovec iov = { (void *)payload, len };
-    put_record_iov(w, rec, &iov, len ? 1 : 0);
+    unsigned n = len ? 1 : 0;
+    put_record_iov(w, rec->data, rec->len, &iov, n, crc_iov(crc32c(0, rec->data, rec->len), &iov, n));
 }
 
 void mig_write_header(MigWriter *w, const char *fingerprint)
@@ -158,6 +166,32 @@ void mig_write_section(MigWriter *w, MigSectionKind kind, const char *name, uint
     mig_write_section_iov(w, kind, name, instance, version, &iov, len ? 1 : 0);
 }
 
+uint32_t mig_section_begin(MigSectionHeader *h, MigSectionKind kind, const char *name, uint32_t instance,
+                           uint32_t version, size_t len)
+{
+    size_t name_len = strlen(name);
+    g_assert(name_len < 256 && len <= MIG_SECTION_MAX);
+    uint8_t *p = h->bytes;
+    *p++ = kind;
+    *p++ = (uint8_t)name_len;
+    memcpy(p, name, name_len);
+    p += name_len;
+    const uint32_t words[] = { instance, version, (uint32_t)len };
+    for (size_t i = 0; i < G_N_ELEMENTS(words); i++) {
+        for (unsigned b = 0; b < 4; b++) {
+            *p++ = words[i] >> (8 * b);
+        }
+    }
+    h->len = (unsigned)(p - h->bytes);
+    return crc32c(0, h->bytes, h->len);
+}
+
+void mig_section_write(MigWriter *w, const MigSectionHeader *h, const struct iovec *payload, unsigned n,
+                       uint32_t crc)
+{
+    put_record_iov(w, h->bytes, h->len, payload, n, crc);
+}
+
 void mig_write_section_iov(MigWriter *w, MigSectionKind kind, const char *name, uint32_t instance,
                            uint32_t version, const struct iovec *payload, unsigned n)
 {
@@ -165,16 +199,9 @@ void mig_write_section_iov(MigWriter *w, MigSectionKind kind, const char *name, 
     for (unsigned i = 0; i < n; i++) {
         len += payload[i].iov_len;
     }
-    size_t name_len = strlen(name);
-    g_assert(name_len < 256 && len <= MIG_SECTION_MAX);
-    g_autoptr(GByteArray) rec = g_byte_array_new();
-    put_le(rec, kind, 1);
-    put_le(rec, name_len, 1);
-    g_byte_array_append(rec, (const uint8_t *)name, name_len);
-    put_le(rec, instance, 4);
-    put_le(rec, version, 4);
-    put_le(rec, len, 4);
-    put_record_iov(w, rec, payload, n);
+    MigSectionHeader h;
+    uint32_t crc = mig_section_begin(&h, kind, name, instance, version, len);
+    mig_section_write(w, &h, payload, n, crc_iov(crc, payload, n));
 }
 
 void mig_write_end(MigWriter *w)

@@ -15,6 +15,13 @@
 #define CALIBRATION_BYTES (64 * 1024)
 
 typedef uint32_t (*Crc32cFn)(uint32_t crc, const uint8_t *p, size_t len);
+typedef uint32_t (*Crc32cCopyFn)(uint32_t crc, uint8_t *dst, const uint8_t *p, size_t len);
+
+/* One implementation: the checksum alone, and fused with a copy (one pass over the source). */
+typedef struct {
+    Crc32cFn crc;
+    Crc32cCopyFn copy;
+} Crc32cImpl;
 
 static uint32_t table[8][256]; /* table[k][b]: b followed by k zero bytes */
 
@@ -32,6 +39,32 @@ static void build_tables(void)
             table[k][i] = (table[k - 1][i] >> 8) ^ table[0][table[k - 1][i] & 0xff];
         }
     }
+}
+
+static inline uint32_t tables_step(uint32_t crc, uint64_t v)
+{
+    v = GUINT64_FROM_LE(v) ^ crc;
+    return table[7][v & 0xff] ^ table[6][(v >> 8) & 0xff] ^ table[5][(v >> 16) & 0xff] ^
+           table[4][(v >> 24) & 0xff] ^ table[3][(v >> 32) & 0xff] ^ table[2][(v >> 40) & 0xff] ^
+           table[1][(v >> 48) & 0xff] ^ table[0][v >> 56];
+}
+
+static uint32_t crc32c_tables_copy(uint32_t crc, uint8_t *dst, const uint8_t *p, size_t len)
+{
+    while (len >= 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        memcpy(dst, &v, 8);
+        crc = tables_step(crc, v);
+        p += 8;
+        dst += 8;
+        len -= 8;
+    }
+    while (len--) {
+        *dst++ = *p;
+        crc = table[0][(crc ^ *p++) & 0xff] ^ (crc >> 8);
+    }
+    return crc;
 }
 
 static uint32_t crc32c_tables(uint32_t crc, const uint8_t *p, size_t len)
@@ -69,7 +102,30 @@ __attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t crc, con
     }
     return c32;
 }
+
+__attribute__((target("sse4.2"))) static uint32_t crc32c_sse42_copy(uint32_t crc, uint8_t *dst, const uint8_t *p,
+                                                                    size_t len)
+{
+    uint64_t c = crc;
+    while (len >= 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        memcpy(dst, &v, 8);
+        c = __builtin_ia32_crc32di(c, v);
+        p += 8;
+        dst += 8;
+        len -= 8;
+    }
+    uint32_t c32 = (uint32_t)c;
+    while (len--) {
+        *dst++ = *p;
+        c32 = __builtin_ia32_crc32qi(c32, *p++);
+    }
+    return c32;
+}
 #endif
+
+static const Crc32cImpl tables_impl = { crc32c_tables, crc32c_tables_copy };
 
 static gint64 time_one(Crc32cFn fn, const uint8_t *buf)
 {
@@ -86,16 +142,23 @@ static gint64 time_one(Crc32cFn fn, const uint8_t *buf)
 static gpointer choose(gpointer unused)
 {
 #if defined(__x86_64__)
+    static const Crc32cImpl sse42_impl = { crc32c_sse42, crc32c_sse42_copy };
     if (__builtin_cpu_supports("sse4.2")) {
         g_autofree uint8_t *buf = g_malloc(CALIBRATION_BYTES);
         for (size_t i = 0; i < CALIBRATION_BYTES; i++) {
             buf[i] = (uint8_t)(i * 131 + 7);
         }
-        return time_one(crc32c_sse42, buf) <= time_one(crc32c_tables, buf) ? (gpointer)crc32c_sse42
-                                                                             : (gpointer)crc32c_tables;
+        return (gpointer)(time_one(crc32c_sse42, buf) <= time_one(crc32c_tables, buf) ? &sse42_impl : &tables_impl);
     }
 #endif
-    return (gpointer)crc32c_tables;
+    return (gpointer)&tables_impl;
+}
+
+static const Crc32cImpl *impl(void)
+{
+    static GOnce once = G_ONCE_INIT;
+    crc32c_portable(0, NULL, 0); /* the tables, which choose() times */
+    return g_once(&once, choose, NULL);
 }
 
 static gpointer tables_ready(gpointer unused)
@@ -113,8 +176,10 @@ uint32_t crc32c_portable(uint32_t crc, const void *buf, size_t len)
 
 uint32_t crc32c(uint32_t crc, const void *buf, size_t len)
 {
-    static GOnce once = G_ONCE_INIT;
-    crc32c_portable(0, NULL, 0); /* the tables, which choose() times */
-    Crc32cFn fn = (Crc32cFn)g_once(&once, choose, NULL);
-    return ~fn(~crc, buf, len);
+    return ~impl()->crc(~crc, buf, len);
+}
+
+uint32_t crc32c_copy(uint32_t crc, void *dst, const void *src, size_t len)
+{
+    return ~impl()->copy(~crc, dst, src, len);
 }

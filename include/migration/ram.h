@@ -10,6 +10,7 @@
 #define RAM_PAGE_SIZE 4096u
 #define RAM_SECTION_PAGES 256u
 #define RAM_SECTION_VERSION 2
+#define RAM_SECTION_BYTES (RAM_SECTION_PAGES * RAM_PAGE_SIZE)
 
 /* One contiguous piece of guest RAM, named so a stream can say which. */
 typedef struct RamBlock {
@@ -40,9 +41,12 @@ typedef struct RamStats {
 
 /*
  * Write pages [first, first + count) of @block (count <= RAM_SECTION_PAGES)
- * as one section; @stats (may be NULL) accumulates.
+ * as one section, copying them through @scratch (RAM_SECTION_BYTES) so a
+ * running guest cannot change them between checksum and send; @stats (may
+ * be NULL) accumulates.
  */
-void ram_save_pages(MigWriter *w, const RamBlock *block, uint64_t first, unsigned count, RamStats *stats);
+void ram_save_pages(MigWriter *w, const RamBlock *block, uint64_t first, unsigned count, uint8_t *scratch,
+                    RamStats *stats);
 /* Write every page of @blocks (RamBlock). */
 void ram_save_all(MigWriter *w, GPtrArray *blocks, RamStats *stats);
 /*

@@ -32,9 +32,24 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(MigWriter, mig_writer_free)
 void mig_write_header(MigWriter *w, const char *fingerprint);
 void mig_write_section(MigWriter *w, MigSectionKind kind, const char *name, uint32_t instance, uint32_t version,
                        const void *payload, size_t len);
-/* The same with the payload in pieces (guest pages), written without copying them where it is large. */
+/* The same with the payload in pieces, written without copying them where it is large. */
 void mig_write_section_iov(MigWriter *w, MigSectionKind kind, const char *name, uint32_t instance,
                            uint32_t version, const struct iovec *payload, unsigned n);
+/*
+ * A section whose CRC the caller computes as it produces the payload (guest
+ * pages copied out of a running guest: the CRC must be of the copy that is
+ * sent, not of memory the guest may change meanwhile). mig_section_begin
+ * builds the header for @len payload bytes and returns the CRC over it;
+ * continue that CRC over the payload in order, then mig_section_write.
+ */
+typedef struct MigSectionHeader {
+    uint8_t bytes[2 + 255 + 12];
+    unsigned len;
+} MigSectionHeader;
+uint32_t mig_section_begin(MigSectionHeader *h, MigSectionKind kind, const char *name, uint32_t instance,
+                           uint32_t version, size_t len);
+void mig_section_write(MigWriter *w, const MigSectionHeader *h, const struct iovec *payload, unsigned n,
+                       uint32_t crc);
 void mig_write_end(MigWriter *w);
 /* Push buffered bytes out; false with the first write error (sticky) naming the channel. */
 bool mig_writer_flush(MigWriter *w, GError **err);
