@@ -377,6 +377,10 @@ static bool migrate(Monitor *m, JsonObject *args, JsonNode **ret, GError **err)
         g_set_error(err, MONITOR_ERROR, MONITOR_ERROR_GENERIC, "Parameter 'uri' is missing");
         return false;
     }
+    if (strcmp(ops(m)->status(m->server->vm), "inmigrate") == 0) {
+        g_set_error(err, MONITOR_ERROR, MONITOR_ERROR_GENERIC, "Guest is waiting for an incoming migration");
+        return false;
+    }
     if (!migration_start(ms, uri, migration_fd(m, uri), err)) {
         return false;
     }

@@ -9,6 +9,10 @@ source "$(dirname "$0")/lib.sh"
 elf=$GUEST_DIR/memcount.elf
 [[ -f $elf ]] || fail "no guest image $elf"
 dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
-python3 "$(dirname "$0")/migration.py" "$dir" "$elf" "${VMM[@]}" || fail "see the lines above"
+if ! python3 "$(dirname "$0")/migration.py" "$dir" "$elf" "${VMM[@]}"; then
+    for log in "$dir"/*.log; do echo "--- $log"; cat "$log"; done
+    rm -rf "$dir"
+    fail "see the lines above"
+fi
+rm -rf "$dir"
 pass
