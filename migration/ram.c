@@ -76,21 +76,21 @@ void ram_save_pages(MigWriter *w, const RamBlock *block, uint64_t first, unsigne
         data += !zero;
     }
     /*
-     * The guest may be running: the pages are copied out (the checksum taken
-     * in the same pass), so what is sent is exactly what the CRC covers. A
-     * page written meanwhile is sent again: the dirty log has it.
+     * The guest may be running: the pages are copied out first and the
+     * checksum taken of the copy, so what is sent is exactly what the CRC
+     * covers. A page written meanwhile is sent again: the dirty log has it.
      */
-    MigSectionHeader h;
-    size_t len = sizeof(head) + count + (size_t)data * RAM_PAGE_SIZE;
-    uint32_t crc = mig_section_begin(&h, MIG_SECTION_RAM, block->name, 0, RAM_SECTION_VERSION, len);
-    crc = crc32c(crc32c(crc, head, sizeof(head)), kinds, count);
     uint8_t *out = scratch;
     for (unsigned i = 0; i < count; i++) {
         if (kinds[i] == PAGE_DATA) {
-            crc = crc32c_copy(crc, out, base + (size_t)i * RAM_PAGE_SIZE, RAM_PAGE_SIZE);
+            memcpy(out, base + (size_t)i * RAM_PAGE_SIZE, RAM_PAGE_SIZE);
             out += RAM_PAGE_SIZE;
         }
     }
+    MigSectionHeader h;
+    size_t len = sizeof(head) + count + (size_t)data * RAM_PAGE_SIZE;
+    uint32_t crc = mig_section_begin(&h, MIG_SECTION_RAM, block->name, 0, RAM_SECTION_VERSION, len);
+    crc = crc32c(crc32c(crc32c(crc, head, sizeof(head)), kinds, count), scratch, (size_t)data * RAM_PAGE_SIZE);
     struct iovec iov[] = { { head, sizeof(head) }, { kinds, count }, { scratch, (size_t)data * RAM_PAGE_SIZE } };
     mig_section_write(w, &h, iov, data ? 3 : 2, crc);
     if (stats) {
