@@ -9,6 +9,7 @@ with its serial port in a file; the checks read what the guest printed and
 what QMP answered. Prints one "ok:" line per check and exits 1 on the first
 failure.
 """
+import atexit
 import json
 import os
 import re
@@ -35,6 +36,7 @@ def check(cond, what):
 class Vm:
     """A VMM process running memcount, with its QMP socket and serial file."""
     count = 0
+    every = []  # killed at exit, however the script ends
 
     def __init__(self, *extra, memory="16M", qmp=True):
         Vm.count += 1
@@ -47,6 +49,7 @@ class Vm:
         print("+ " + " ".join(cmd), flush=True)
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=open(self.log, "wb"),
                                      stderr=subprocess.STDOUT)
+        Vm.every.append(self)
         self.events = []
         self.sock = None
         if not qmp:
@@ -131,6 +134,12 @@ class Vm:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             fail(f"{self.name}: the VMM did not exit")
+
+
+@atexit.register
+def kill_all():
+    for vm in Vm.every:
+        vm.finish()
 
 
 def restored_from(path_uri, *extra, memory="16M", qmp=True):
