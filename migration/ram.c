@@ -1,13 +1,20 @@
 /*
  * RAM sections (include/migration/ram.h). Payload: u64 first page, u32
- * count, then count records: u8 kind (0 zero, 1 data) followed, for data, by
- * the page's RAM_PAGE_SIZE bytes.
+ * count, count kind bytes (0 zero, 1 data), then the RAM_PAGE_SIZE bytes of
+ * each data page in order. The pages come last and together so both sides
+ * move them between the channel and guest RAM in one writev/readv, never
+ * through a buffer of ours.
  */
 #include "migration/ram.h"
+#include "util/crc32c.h"
 #include "util/error.h"
+#include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 
 enum { PAGE_ZERO = 0, PAGE_DATA = 1 };
+#define PAGEMAP_PRESENT (1ULL << 63)
+#define PAGEMAP_SWAPPED (1ULL << 62)
 
 bool ram_page_is_zero(const uint8_t *page)
 {
@@ -20,80 +27,128 @@ bool ram_page_is_zero(const uint8_t *page)
     return true;
 }
 
-static void put_le(GByteArray *a, uint64_t v, unsigned n)
+/*
+ * Which of @count pages from @host the process never touched: neither in
+ * memory nor swapped out (/proc/self/pagemap). Such a page is zero without
+ * looking; reading it to find out would fault each one in, which on a big,
+ * mostly idle guest is most of a save's and a restore's time. A bit per
+ * page in @untouched; none set when pagemap cannot be read.
+ */
+static void untouched_pages(const uint8_t *host, unsigned count, uint64_t *untouched)
 {
-    uint8_t b[8];
-    for (unsigned i = 0; i < n; i++) {
-        b[i] = v >> (8 * i);
+    static gsize once;
+    static int fd = -1;
+    if (g_once_init_enter(&once)) {
+        fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+        g_once_init_leave(&once, 1);
     }
-    g_byte_array_append(a, b, n);
+    memset(untouched, 0, (count + 63) / 64 * 8);
+    uint64_t entries[RAM_SECTION_PAGES];
+    g_assert(count <= RAM_SECTION_PAGES);
+    if (fd < 0 || (uintptr_t)host % RAM_PAGE_SIZE || pread(fd, entries, count * 8, (off_t)((uintptr_t)host / RAM_PAGE_SIZE * 8)) != (ssize_t)(count * 8)) {
+        return;
+    }
+    for (unsigned i = 0; i < count; i++) {
+        if (!(entries[i] & (PAGEMAP_PRESENT | PAGEMAP_SWAPPED))) {
+            untouched[i / 64] |= 1ULL << (i % 64);
+        }
+    }
 }
 
-void ram_save_pages(MigWriter *w, const RamBlock *block, uint64_t first, unsigned count, RamStats *stats)
+void ram_save_pages(MigWriter *w, const RamBlock *block, uint64_t first, unsigned count, uint8_t *scratch,
+                    RamStats *stats)
 {
     g_assert(count <= RAM_SECTION_PAGES && (first + count) * RAM_PAGE_SIZE <= block->size);
-    g_autoptr(GByteArray) p = g_byte_array_sized_new(12 + count * (RAM_PAGE_SIZE + 1));
-    put_le(p, first, 8);
-    put_le(p, count, 4);
+    uint8_t head[12], kinds[RAM_SECTION_PAGES];
+    unsigned data = 0;
+    uint64_t untouched[RAM_SECTION_PAGES / 64];
+    const uint8_t *base = block->host + first * RAM_PAGE_SIZE;
+    untouched_pages(base, count, untouched);
+    for (unsigned i = 0; i < 8; i++) {
+        head[i] = first >> (8 * i);
+    }
+    for (unsigned i = 0; i < 4; i++) {
+        head[8 + i] = count >> (8 * i);
+    }
     for (unsigned i = 0; i < count; i++) {
-        const uint8_t *page = block->host + (first + i) * RAM_PAGE_SIZE;
-        bool zero = ram_page_is_zero(page);
-        put_le(p, zero ? PAGE_ZERO : PAGE_DATA, 1);
-        if (!zero) {
-            g_byte_array_append(p, page, RAM_PAGE_SIZE);
-        }
-        if (stats) {
-            stats->pages++;
-            stats->zero_pages += zero;
+        bool zero = (untouched[i / 64] >> (i % 64) & 1) || ram_page_is_zero(base + (size_t)i * RAM_PAGE_SIZE);
+        kinds[i] = zero ? PAGE_ZERO : PAGE_DATA;
+        data += !zero;
+    }
+    /*
+     * The guest may be running: the pages are copied out (the checksum taken
+     * in the same pass), so what is sent is exactly what the CRC covers. A
+     * page written meanwhile is sent again: the dirty log has it.
+     */
+    MigSectionHeader h;
+    size_t len = sizeof(head) + count + (size_t)data * RAM_PAGE_SIZE;
+    uint32_t crc = mig_section_begin(&h, MIG_SECTION_RAM, block->name, 0, RAM_SECTION_VERSION, len);
+    crc = crc32c(crc32c(crc, head, sizeof(head)), kinds, count);
+    uint8_t *out = scratch;
+    for (unsigned i = 0; i < count; i++) {
+        if (kinds[i] == PAGE_DATA) {
+            crc = crc32c_copy(crc, out, base + (size_t)i * RAM_PAGE_SIZE, RAM_PAGE_SIZE);
+            out += RAM_PAGE_SIZE;
         }
     }
+    struct iovec iov[] = { { head, sizeof(head) }, { kinds, count }, { scratch, (size_t)data * RAM_PAGE_SIZE } };
+    mig_section_write(w, &h, iov, data ? 3 : 2, crc);
     if (stats) {
-        stats->bytes += p->len;
+        stats->pages += count;
+        stats->zero_pages += count - data;
+        stats->bytes += len;
     }
-    mig_write_section(w, MIG_SECTION_RAM, block->name, 0, 1, p->data, p->len);
 }
 
-void ram_save_all(MigWriter *w, const RamBlock *blocks, unsigned nblocks, RamStats *stats)
+void ram_save_all(MigWriter *w, GPtrArray *blocks, RamStats *stats)
 {
-    for (unsigned b = 0; b < nblocks; b++) {
-        uint64_t pages = blocks[b].size / RAM_PAGE_SIZE;
+    g_autofree uint8_t *scratch = g_malloc(RAM_SECTION_BYTES);
+    for (guint b = 0; b < blocks->len; b++) {
+        const RamBlock *block = g_ptr_array_index(blocks, b);
+        uint64_t pages = block->size / RAM_PAGE_SIZE;
         for (uint64_t first = 0; first < pages; first += RAM_SECTION_PAGES) {
-            ram_save_pages(w, &blocks[b], first, MIN(RAM_SECTION_PAGES, pages - first), stats);
+            ram_save_pages(w, block, first, MIN(RAM_SECTION_PAGES, pages - first), scratch, stats);
         }
     }
 }
 
-bool ram_load_section(const MigSection *s, const RamBlock *blocks, unsigned nblocks, bool fresh, RamStats *stats,
-                      GError **err)
+static bool malformed(const MigSection *s, GError **err)
+{
+    g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "RAM block '%s': malformed section", s->name);
+    return false;
+}
+
+bool ram_load_section(MigReader *r, const MigSection *s, GPtrArray *blocks, RamStats *stats, GError **err)
 {
     const RamBlock *block = NULL;
-    for (unsigned b = 0; b < nblocks && !block; b++) {
-        block = strcmp(blocks[b].name, s->name) == 0 ? &blocks[b] : NULL;
+    for (guint b = 0; blocks && b < blocks->len && !block; b++) {
+        const RamBlock *candidate = g_ptr_array_index(blocks, b);
+        block = strcmp(candidate->name, s->name) == 0 ? candidate : NULL;
     }
     if (!block) {
         g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "the migration stream has RAM block '%s', this VM has not",
                     s->name);
         return false;
     }
-    if (s->version != 1) {
-        g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "RAM section version %u, this Vireo reads version 1",
-                    s->version);
+    if (s->version != RAM_SECTION_VERSION) {
+        g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "RAM section version %u, this Vireo reads version %u",
+                    s->version, RAM_SECTION_VERSION);
         return false;
     }
-    gsize len;
-    const uint8_t *p = g_bytes_get_data(s->payload, &len);
-    uint64_t first = 0, count = 0;
-    if (len < 12) {
-        goto malformed;
+    uint8_t head[12], kinds[RAM_SECTION_PAGES];
+    if (s->len < sizeof(head)) {
+        return malformed(s, err);
     }
+    if (!mig_read_payload(r, s, head, sizeof(head), err)) {
+        return false;
+    }
+    uint64_t first = 0, count = 0;
     for (unsigned i = 0; i < 8; i++) {
-        first |= (uint64_t)p[i] << (8 * i);
+        first |= (uint64_t)head[i] << (8 * i);
     }
     for (unsigned i = 0; i < 4; i++) {
-        count |= (uint64_t)p[8 + i] << (8 * i);
+        count |= (uint64_t)head[8 + i] << (8 * i);
     }
-    p += 12;
-    len -= 12;
     uint64_t pages = block->size / RAM_PAGE_SIZE;
     if (count > RAM_SECTION_PAGES || first > pages || count > pages - first) {
         g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID,
@@ -101,36 +156,39 @@ bool ram_load_section(const MigSection *s, const RamBlock *blocks, unsigned nblo
                     " pages", s->name, first, count, pages);
         return false;
     }
-    for (uint64_t i = 0; i < count; i++) {
-        if (len < 1) {
-            goto malformed;
-        }
-        uint8_t kind = *p++;
-        len--;
-        uint8_t *page = block->host + (first + i) * RAM_PAGE_SIZE;
-        if (kind == PAGE_DATA) {
-            if (len < RAM_PAGE_SIZE) {
-                goto malformed;
+    if (!mig_read_payload(r, s, kinds, count, err)) {
+        return false;
+    }
+    uint8_t *base = block->host + first * RAM_PAGE_SIZE;
+    uint64_t untouched[RAM_SECTION_PAGES / 64];
+    untouched_pages(base, (unsigned)count, untouched);
+    struct iovec iov[RAM_SECTION_PAGES];
+    unsigned n = 0, data = 0;
+    for (unsigned i = 0; i < count; i++) {
+        uint8_t *page = base + (size_t)i * RAM_PAGE_SIZE;
+        if (kinds[i] == PAGE_DATA) {
+            if (n && (uint8_t *)iov[n - 1].iov_base + iov[n - 1].iov_len == page) {
+                iov[n - 1].iov_len += RAM_PAGE_SIZE;
+            } else {
+                iov[n++] = (struct iovec){ page, RAM_PAGE_SIZE };
             }
-            memcpy(page, p, RAM_PAGE_SIZE);
-            p += RAM_PAGE_SIZE;
-            len -= RAM_PAGE_SIZE;
-        } else if (kind == PAGE_ZERO) {
-            if (!fresh) {
-                memset(page, 0, RAM_PAGE_SIZE);
-            }
-        } else {
-            goto malformed;
-        }
-        if (stats) {
-            stats->pages++;
-            stats->zero_pages += kind == PAGE_ZERO;
+            data++;
+        } else if (kinds[i] != PAGE_ZERO) {
+            return malformed(s, err);
+        } else if (!(untouched[i / 64] >> (i % 64) & 1) && !ram_page_is_zero(page)) {
+            /* A page the destination never touched is zero already; others may hold its boot image. */
+            memset(page, 0, RAM_PAGE_SIZE);
         }
     }
-    if (len == 0) {
-        return true;
+    if (s->len != sizeof(head) + count + (uint64_t)data * RAM_PAGE_SIZE) {
+        return malformed(s, err);
     }
-malformed:
-    g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "RAM block '%s': malformed section", s->name);
-    return false;
+    if (!mig_read_payload_iov(r, s, iov, n, err) || !mig_read_section_end(r, s, err)) {
+        return false;
+    }
+    if (stats) {
+        stats->pages += count;
+        stats->zero_pages += count - data;
+    }
+    return true;
 }

@@ -11,7 +11,9 @@
 #include "util/crc32c.h"
 #include "util/error.h"
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define WRITE_BUFFER (1u << 20)
@@ -80,15 +82,70 @@ static void put_le(GByteArray *a, uint64_t v, unsigned n)
     g_byte_array_append(a, b, n);
 }
 
-/* Build a record in memory, then write it with its CRC. */
+/* Write @iov straight from where it lies (guest RAM), after what is buffered. */
+static void put_direct(MigWriter *w, struct iovec *iov, unsigned n)
+{
+    drain(w);
+    while (n && !w->error) {
+        ssize_t done = writev(w->fd, iov, (int)MIN(n, (unsigned)IOV_MAX));
+        if (done < 0 && errno == EINTR) {
+            continue;
+        }
+        if (done <= 0) {
+            w->error = done < 0 ? errno : EIO;
+            break;
+        }
+        while (n && (size_t)done >= iov->iov_len) {
+            done -= iov->iov_len;
+            iov++;
+            n--;
+        }
+        if (n) {
+            iov->iov_base = (uint8_t *)iov->iov_base + done;
+            iov->iov_len -= done;
+        }
+    }
+}
+
+/* A record: its header bytes, the payload pieces, then @crc (of both). */
+static void put_record_iov(MigWriter *w, const uint8_t *head, size_t head_len, const struct iovec *payload,
+                           unsigned n, uint32_t crc)
+{
+    size_t len = 0;
+    for (unsigned i = 0; i < n; i++) {
+        len += payload[i].iov_len;
+    }
+    uint8_t tail[4] = { crc, crc >> 8, crc >> 16, crc >> 24 };
+    if (w->fd < 0 || len < WRITE_BUFFER / 4) {
+        put(w, head, head_len);
+        for (unsigned i = 0; i < n; i++) {
+            put(w, payload[i].iov_base, payload[i].iov_len);
+        }
+        put(w, tail, 4);
+        return;
+    }
+    /* Large payloads (RAM) go to the kernel from where they are, without another copy. */
+    g_autofree struct iovec *all = g_new(struct iovec, n + 2);
+    all[0] = (struct iovec){ (void *)head, head_len };
+    memcpy(all + 1, payload, n * sizeof(*payload));
+    all[n + 1] = (struct iovec){ tail, 4 };
+    w->bytes += head_len + len + 4;
+    put_direct(w, all, n + 2);
+}
+
+static uint32_t crc_iov(uint32_t crc, const struct iovec *iov, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        crc = crc32c(crc, iov[i].iov_base, iov[i].iov_len);
+    }
+    return crc;
+}
+
 static void put_record(MigWriter *w, GByteArray *rec, const void *payload, size_t len)
 {
-    uint32_t crc = crc32c(crc32c(0, rec->data, rec->len), payload, len);
-    put(w, rec->data, rec->len);
-    put(w, payload, len);
-    g_byte_array_set_size(rec, 0);
-    put_le(rec, crc, 4);
-    put(w, rec->data, rec->len);
+    struct iovec iov = { (void *)payload, len };
+    unsigned n = len ? 1 : 0;
+    put_record_iov(w, rec->data, rec->len, &iov, n, crc_iov(crc32c(0, rec->data, rec->len), &iov, n));
 }
 
 void mig_write_header(MigWriter *w, const char *fingerprint)
@@ -105,16 +162,46 @@ void mig_write_header(MigWriter *w, const char *fingerprint)
 void mig_write_section(MigWriter *w, MigSectionKind kind, const char *name, uint32_t instance, uint32_t version,
                        const void *payload, size_t len)
 {
+    struct iovec iov = { (void *)payload, len };
+    mig_write_section_iov(w, kind, name, instance, version, &iov, len ? 1 : 0);
+}
+
+uint32_t mig_section_begin(MigSectionHeader *h, MigSectionKind kind, const char *name, uint32_t instance,
+                           uint32_t version, size_t len)
+{
     size_t name_len = strlen(name);
     g_assert(name_len < 256 && len <= MIG_SECTION_MAX);
-    g_autoptr(GByteArray) rec = g_byte_array_new();
-    put_le(rec, kind, 1);
-    put_le(rec, name_len, 1);
-    g_byte_array_append(rec, (const uint8_t *)name, name_len);
-    put_le(rec, instance, 4);
-    put_le(rec, version, 4);
-    put_le(rec, len, 4);
-    put_record(w, rec, payload, len);
+    uint8_t *p = h->bytes;
+    *p++ = kind;
+    *p++ = (uint8_t)name_len;
+    memcpy(p, name, name_len);
+    p += name_len;
+    const uint32_t words[] = { instance, version, (uint32_t)len };
+    for (size_t i = 0; i < G_N_ELEMENTS(words); i++) {
+        for (unsigned b = 0; b < 4; b++) {
+            *p++ = words[i] >> (8 * b);
+        }
+    }
+    h->len = (unsigned)(p - h->bytes);
+    return crc32c(0, h->bytes, h->len);
+}
+
+void mig_section_write(MigWriter *w, const MigSectionHeader *h, const struct iovec *payload, unsigned n,
+                       uint32_t crc)
+{
+    put_record_iov(w, h->bytes, h->len, payload, n, crc);
+}
+
+void mig_write_section_iov(MigWriter *w, MigSectionKind kind, const char *name, uint32_t instance,
+                           uint32_t version, const struct iovec *payload, unsigned n)
+{
+    size_t len = 0;
+    for (unsigned i = 0; i < n; i++) {
+        len += payload[i].iov_len;
+    }
+    MigSectionHeader h;
+    uint32_t crc = mig_section_begin(&h, kind, name, instance, version, len);
+    mig_section_write(w, &h, payload, n, crc_iov(crc, payload, n));
 }
 
 void mig_write_end(MigWriter *w)
@@ -158,6 +245,7 @@ struct MigReader {
     int error;
     bool eof;
     uint32_t crc; /* over the current record so far */
+    uint32_t left; /* payload bytes of the current section not read yet */
 };
 
 MigReader *mig_reader_new_fd(int fd)
@@ -263,6 +351,21 @@ static bool check_crc(MigReader *r, GError **err, const char *what)
     return true;
 }
 
+/*
+ * The first space-separated item where two fingerprints differ, as
+ * "it has X, this VM has Y": the whole strings are too long for one line.
+ */
+static char *fingerprint_difference(const char *theirs, const char *ours)
+{
+    g_auto(GStrv) a = g_strsplit(theirs, " ", -1);
+    g_auto(GStrv) b = g_strsplit(ours, " ", -1);
+    unsigned i = 0;
+    while (a[i] && b[i] && strcmp(a[i], b[i]) == 0) {
+        i++;
+    }
+    return g_strdup_printf("it has %s, this VM has %s", a[i] ? a[i] : "nothing more", b[i] ? b[i] : "nothing more");
+}
+
 bool mig_read_header(MigReader *r, const char *fingerprint, GError **err)
 {
     char magic[8];
@@ -296,9 +399,9 @@ bool mig_read_header(MigReader *r, const char *fingerprint, GError **err)
         return false;
     }
     if (strcmp(theirs, fingerprint) != 0) {
+        g_autofree char *diff = fingerprint_difference(theirs, fingerprint);
         g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID,
-                    "the migration stream is from a different machine configuration: it has %s, this VM is %s",
-                    theirs, fingerprint);
+                    "the migration stream is from a different machine configuration: %s", diff);
         return false;
     }
     return true;
@@ -310,12 +413,13 @@ void mig_section_clear(MigSection *s)
     g_clear_pointer(&s->payload, g_bytes_unref);
 }
 
-bool mig_read_section(MigReader *r, MigSection *s, GError **err)
+bool mig_read_section_header(MigReader *r, MigSection *s, GError **err)
 {
     uint64_t kind, name_len, instance, version, len;
     char name[256];
     *s = (MigSection){ 0 };
     r->crc = 0;
+    r->left = 0;
     if (!get_le(r, 1, &kind)) {
         return short_read(r, err, "before its end marker");
     }
@@ -339,19 +443,116 @@ bool mig_read_section(MigReader *r, MigSection *s, GError **err)
                     "the migration stream is corrupt: section '%s' claims %" G_GUINT64_FORMAT " bytes", name, len);
         return false;
     }
-    g_autofree uint8_t *payload = g_malloc(len ? len : 1);
-    if (!get(r, payload, len)) {
-        g_autofree char *where = g_strdup_printf("in section '%s'", name);
-        return short_read(r, err, where);
-    }
-    g_autofree char *what = g_strdup_printf("section '%s'", name);
-    if (!check_crc(r, err, what)) {
-        return false;
-    }
     s->kind = kind;
     s->name = g_strdup(name);
     s->instance = instance;
     s->version = version;
-    s->payload = g_bytes_new_take(g_steal_pointer(&payload), len);
+    s->len = len;
+    r->left = len;
+    return true;
+}
+
+static bool payload_short(MigReader *r, const MigSection *s, GError **err)
+{
+    g_autofree char *where = g_strdup_printf("in section '%s'", s->name);
+    return short_read(r, err, where);
+}
+
+static bool payload_overrun(const MigSection *s, GError **err)
+{
+    g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "section '%s' (%u bytes) is malformed: its contents run past its end",
+                s->name, s->len);
+    return false;
+}
+
+bool mig_read_payload(MigReader *r, const MigSection *s, void *p, size_t len, GError **err)
+{
+    if (len > r->left) {
+        return payload_overrun(s, err);
+    }
+    if (!get(r, p, len)) {
+        return payload_short(r, s, err);
+    }
+    r->left -= len;
+    return true;
+}
+
+bool mig_read_payload_iov(MigReader *r, const MigSection *s, const struct iovec *iov, unsigned n, GError **err)
+{
+    size_t total = 0;
+    for (unsigned i = 0; i < n; i++) {
+        total += iov[i].iov_len;
+    }
+    if (total > r->left) {
+        return payload_overrun(s, err);
+    }
+    if (r->data) {
+        for (unsigned i = 0; i < n; i++) {
+            if (!get(r, iov[i].iov_base, iov[i].iov_len)) {
+                return payload_short(r, s, err);
+            }
+        }
+        r->left -= total;
+        return true;
+    }
+    /* Straight into place (guest RAM) with readv, then the checksum over what arrived. */
+    g_autofree struct iovec *v = g_memdup2(iov, n * sizeof(*iov));
+    struct iovec *cur = v;
+    unsigned left = n;
+    while (left) {
+        ssize_t got = readv(r->fd, cur, (int)MIN(left, (unsigned)IOV_MAX));
+        if (got < 0 && errno == EINTR) {
+            continue;
+        }
+        if (got <= 0) {
+            r->eof = got == 0;
+            r->error = got < 0 ? errno : 0;
+            return payload_short(r, s, err);
+        }
+        r->bytes += got;
+        while (left && (size_t)got >= cur->iov_len) {
+            got -= cur->iov_len;
+            cur++;
+            left--;
+        }
+        if (left) {
+            cur->iov_base = (uint8_t *)cur->iov_base + got;
+            cur->iov_len -= got;
+        }
+    }
+    for (unsigned i = 0; i < n; i++) {
+        r->crc = crc32c(r->crc, iov[i].iov_base, iov[i].iov_len);
+    }
+    r->left -= total;
+    return true;
+}
+
+bool mig_read_section_end(MigReader *r, const MigSection *s, GError **err)
+{
+    if (r->left) {
+        g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "section '%s' is malformed: %u of its %u bytes are not used",
+                    s->name, r->left, s->len);
+        return false;
+    }
+    g_autofree char *what = g_strdup_printf("section '%s'", s->name);
+    return check_crc(r, err, what);
+}
+
+bool mig_read_section(MigReader *r, MigSection *s, GError **err)
+{
+    if (!mig_read_section_header(r, s, err)) {
+        return false;
+    }
+    return s->kind == MIG_SECTION_END || mig_read_section_payload(r, s, err);
+}
+
+bool mig_read_section_payload(MigReader *r, MigSection *s, GError **err)
+{
+    g_autofree uint8_t *payload = g_malloc(s->len ? s->len : 1);
+    if (!mig_read_payload(r, s, payload, s->len, err) || !mig_read_section_end(r, s, err)) {
+        mig_section_clear(s);
+        return false;
+    }
+    s->payload = g_bytes_new_take(g_steal_pointer(&payload), s->len);
     return true;
 }

@@ -349,6 +349,144 @@ static bool query_block(Monitor *m, JsonObject *args, JsonNode **ret, GError **e
     return true;
 }
 
+/* ---- migration ---- */
+
+static Migration *migration_of(Monitor *m, GError **err)
+{
+    Migration *ms = ops(m)->migration ? ops(m)->migration(m->server->vm) : NULL;
+    if (!ms) {
+        g_set_error(err, MONITOR_ERROR, MONITOR_ERROR_GENERIC, "this VM cannot migrate");
+    }
+    return ms;
+}
+
+/* fd:NAME is a descriptor passed with getfd; the migration owns it from here. */
+static int migration_fd(Monitor *m, const char *uri)
+{
+    return g_str_has_prefix(uri, "fd:") ? monitor_take_fd(m->server, uri + 3) : -1;
+}
+
+static bool migrate(Monitor *m, JsonObject *args, JsonNode **ret, GError **err)
+{
+    Migration *ms = migration_of(m, err);
+    const char *uri = json_object_get_string_member_with_default(args, "uri", NULL);
+    if (!ms) {
+        return false;
+    }
+    if (!uri) {
+        g_set_error(err, MONITOR_ERROR, MONITOR_ERROR_GENERIC, "Parameter 'uri' is missing");
+        return false;
+    }
+    if (!migration_start(ms, uri, migration_fd(m, uri), err)) {
+        return false;
+    }
+    *ret = empty_object();
+    return true;
+}
+
+static bool migrate_cancel(Monitor *m, JsonObject *args, JsonNode **ret, GError **err)
+{
+    Migration *ms = migration_of(m, err);
+    if (!ms) {
+        return false;
+    }
+    migration_cancel(ms);
+    *ret = empty_object();
+    return true;
+}
+
+static bool migrate_incoming(Monitor *m, JsonObject *args, JsonNode **ret, GError **err)
+{
+    Migration *ms = migration_of(m, err);
+    const char *uri = json_object_get_string_member_with_default(args, "uri", NULL);
+    if (!ms) {
+        return false;
+    }
+    if (strcmp(ops(m)->status(m->server->vm), "inmigrate") != 0) {
+        g_set_error(err, MONITOR_ERROR, MONITOR_ERROR_GENERIC,
+                    "'-incoming' was not specified on the command line");
+        return false;
+    }
+    if (!uri) {
+        g_set_error(err, MONITOR_ERROR, MONITOR_ERROR_GENERIC, "Parameter 'uri' is missing");
+        return false;
+    }
+    if (!migration_incoming(ms, uri, migration_fd(m, uri), err)) {
+        return false;
+    }
+    *ret = empty_object();
+    return true;
+}
+
+static bool query_migrate(Monitor *m, JsonObject *args, JsonNode **ret, GError **err)
+{
+    Migration *ms = migration_of(m, err);
+    if (!ms) {
+        return false;
+    }
+    *ret = object_node(migration_query(ms));
+    return true;
+}
+
+static bool migrate_set_capabilities(Monitor *m, JsonObject *args, JsonNode **ret, GError **err)
+{
+    Migration *ms = migration_of(m, err);
+    JsonNode *caps = json_object_get_member(args, "capabilities");
+    if (!ms) {
+        return false;
+    }
+    if (!JSON_NODE_HOLDS_ARRAY(caps)) {
+        g_set_error(err, MONITOR_ERROR, MONITOR_ERROR_GENERIC, "Parameter 'capabilities' expects an array");
+        return false;
+    }
+    if (!migration_set_capabilities(ms, json_node_get_array(caps), err)) {
+        return false;
+    }
+    *ret = empty_object();
+    return true;
+}
+
+static bool query_migrate_capabilities(Monitor *m, JsonObject *args, JsonNode **ret, GError **err)
+{
+    Migration *ms = migration_of(m, err);
+    if (!ms) {
+        return false;
+    }
+    *ret = json_node_new(JSON_NODE_ARRAY);
+    json_node_take_array(*ret, migration_query_capabilities(ms));
+    return true;
+}
+
+static bool migrate_set_parameters(Monitor *m, JsonObject *args, JsonNode **ret, GError **err)
+{
+    Migration *ms = migration_of(m, err);
+    if (!ms || !migration_set_parameters(ms, args, err)) {
+        return false;
+    }
+    *ret = empty_object();
+    return true;
+}
+
+static bool query_migrate_parameters(Monitor *m, JsonObject *args, JsonNode **ret, GError **err)
+{
+    Migration *ms = migration_of(m, err);
+    if (!ms) {
+        return false;
+    }
+    *ret = object_node(migration_query_parameters(ms));
+    return true;
+}
+
+static const QmpArg migrate_args[] = {
+    { "uri", ARG_STR, true }, { "detach", ARG_BOOL, true }, { "resume", ARG_BOOL, true }, { NULL },
+};
+static const QmpArg incoming_args[] = { { "uri", ARG_STR, true }, { "exit-on-error", ARG_BOOL, true }, { NULL } };
+static const QmpArg set_capabilities_args[] = { { "capabilities", ARG_ANY }, { NULL } };
+/* Checked by the migration's own parameter table, which names what it does not implement. */
+static const QmpArg set_parameters_args[] = {
+    { "max-bandwidth", ARG_INT, true }, { "downtime-limit", ARG_INT, true }, { NULL },
+};
+
 static const QmpArg fdname_args[] = { { "fdname", ARG_STR }, { NULL } };
 static const QmpArg id_args[] = { { "id", ARG_STR }, { NULL } };
 static const QmpArg hmp_args[] = { { "command-line", ARG_STR }, { "cpu-index", ARG_INT, true }, { NULL } };
@@ -381,6 +519,14 @@ static const QmpCommand commands[] = {
     { "query-chardev", query_chardev },
     { "query-block", query_block },
     { "device_del", device_del, id_args },
+    { "migrate", migrate, migrate_args },
+    { "migrate_cancel", migrate_cancel },
+    { "migrate-incoming", migrate_incoming, incoming_args },
+    { "query-migrate", query_migrate },
+    { "migrate-set-capabilities", migrate_set_capabilities, set_capabilities_args },
+    { "query-migrate-capabilities", query_migrate_capabilities },
+    { "migrate-set-parameters", migrate_set_parameters, set_parameters_args },
+    { "query-migrate-parameters", query_migrate_parameters },
     { NULL },
 };
 
@@ -409,6 +555,8 @@ static const QmpCommand *find_command(const char *name)
 
 /* Events and their data members, for query-qmp-schema (monitor.c emits them). */
 static const QmpArg shutdown_data[] = { { "guest", ARG_BOOL }, { "reason", ARG_STR }, { NULL } };
+static const QmpArg migration_data[] = { { "status", ARG_STR }, { NULL } };
+static const QmpArg migration_pass_data[] = { { "pass", ARG_INT }, { NULL } };
 static const struct {
     const char *name;
     const QmpArg *data;
@@ -418,6 +566,8 @@ static const struct {
     { "POWERDOWN", NULL },
     { "STOP", NULL },
     { "RESUME", NULL },
+    { "MIGRATION", migration_data },
+    { "MIGRATION_PASS", migration_pass_data },
 };
 
 static bool arg_has_type(JsonNode *n, ArgType t)
@@ -538,7 +688,9 @@ static JsonNode *run(Monitor *m, JsonNode *request, GError **err)
         }
         return NULL;
     }
-    JsonObject *args = args_node ? json_node_get_object(args_node) : NULL;
+    /* Handlers always get an object, empty when the client sent no arguments. */
+    g_autoptr(JsonObject) none = args_node ? NULL : json_object_new();
+    JsonObject *args = args_node ? json_node_get_object(args_node) : none;
     if (!check_args(c, args, err)) {
         return NULL;
     }

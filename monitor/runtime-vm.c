@@ -10,6 +10,9 @@ static const char *const state_names[] = {
     [RUN_STATE_PAUSED] = "paused",
     [RUN_STATE_SHUTDOWN] = "shutdown",
     [RUN_STATE_INTERNAL_ERROR] = "internal-error",
+    [RUN_STATE_INMIGRATE] = "inmigrate",
+    [RUN_STATE_FINISH_MIGRATE] = "finish-migrate",
+    [RUN_STATE_POSTMIGRATE] = "postmigrate",
 };
 
 static const char *vm_status(void *vm)
@@ -128,7 +131,13 @@ static const char *vm_serial_filename(void *vm, unsigned index)
     return spec;
 }
 
+static Migration *vm_migration(void *vm)
+{
+    return runtime_migration(vm);
+}
+
 static const MonitorVmOps runtime_vm_ops = {
+    .migration = vm_migration,
     .status = vm_status,
     .stop = vm_stop,
     .cont = vm_cont,

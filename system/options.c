@@ -244,6 +244,16 @@ static gboolean opt_pidfile(VmConfig *cfg, const char *opt, const char *arg, GEr
     return TRUE;
 }
 
+/* The URI is checked when the channel opens (migration/channel.c): its errors name it. */
+static gboolean opt_incoming(VmConfig *cfg, const char *opt, const char *arg, GError **err)
+{
+    if (!*arg) {
+        return bad(err, opt, arg, "expects a URI (file:, exec:, fd:, tcp:, unix:) or 'defer'");
+    }
+    set_str(&cfg->incoming, arg);
+    return TRUE;
+}
+
 static gboolean opt_qmp(VmConfig *cfg, const char *opt, const char *arg, GError **err)
 {
     g_autoptr(GError) local = NULL;
@@ -556,6 +566,8 @@ static const OptionDesc options[] = {
     { "nic", "user|tap[,model=virtio-net-pci][,...]", opt_nic, "a network backend and its NIC" },
     { "object", "TYPE,id=ID[,...]", opt_object, "a backend object (rng-random)" },
     { "S", NULL, opt_S, "do not start the vCPUs until 'cont'" },
+    { "incoming", "URI|defer", opt_incoming,
+      "load the VM from a migration stream (file:PATH, exec:CMD, fd:N, tcp:HOST:PORT, unix:PATH), or wait for migrate-incoming" },
     { "version", NULL, opt_version, "print the version and exit" },
     { "h", NULL, opt_help, "print this help and exit" },
     { "help", NULL, opt_help, "print this help and exit" },
@@ -612,6 +624,7 @@ void vm_config_free(VmConfig *cfg)
     g_free(cfg->display);
     g_free(cfg->name);
     g_free(cfg->pidfile);
+    g_free(cfg->incoming);
     g_free(cfg);
 }
 

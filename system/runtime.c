@@ -1,8 +1,12 @@
 #define G_LOG_DOMAIN "runtime"
 #include "system/runtime.h"
 #include "accel/kvm.h"
+#include "migration/vmstate.h"
 #include "util/error.h"
 #include <glib-unix.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -28,6 +32,17 @@ struct Runtime {
 
     RuntimeEventFn event_fn;
     void *event_opaque;
+    GThread *main_thread; /* events from other threads are passed to it */
+
+    Migration *migration;
+    RunState state_before_migration; /* to go back to when a switch-over fails */
+    /*
+     * Migrated as section "runstate": whether the source's vCPUs ran when
+     * it stopped them for the switch-over. As in QEMU, a destination goes
+     * on running only if the source was.
+     */
+    bool migrated_running;
+    bool autostart; /* 'cont' during an incoming migration: run once it is loaded */
 
     bool quit;
     int exit_status;
@@ -54,8 +69,32 @@ static const struct {
     [SHUTDOWN_CAUSE_HOST_QMP_SYSTEM_RESET] = { "host-qmp-system-reset", false },
 };
 
+typedef struct {
+    Runtime *rt;
+    char *name;
+    JsonObject *data;
+} PassedEvent;
+
+static void emit(Runtime *rt, const char *name, JsonObject *data);
+
+static gboolean emit_passed(gpointer p)
+{
+    PassedEvent *e = p;
+    emit(e->rt, e->name, e->data);
+    g_free(e->name);
+    g_free(e);
+    return G_SOURCE_REMOVE;
+}
+
+/* Takes @data. From a thread other than the main loop's (a migration's), the main loop emits it. */
 static void emit(Runtime *rt, const char *name, JsonObject *data)
 {
+    if (rt->main_thread && g_thread_self() != rt->main_thread) {
+        PassedEvent *e = g_new(PassedEvent, 1);
+        *e = (PassedEvent){ rt, g_strdup(name), data };
+        g_idle_add(emit_passed, e);
+        return;
+    }
     if (rt->event_fn) {
         rt->event_fn(name, data, rt->event_opaque);
     }
@@ -169,7 +208,11 @@ void runtime_pause(Runtime *rt)
 
 void runtime_resume(Runtime *rt)
 {
-    if (rt->state == RUN_STATE_PAUSED || rt->state == RUN_STATE_PRELAUNCH) {
+    if (rt->state == RUN_STATE_INMIGRATE) {
+        rt->autostart = true; /* as QEMU: the VM runs once the stream is loaded */
+        return;
+    }
+    if (rt->state == RUN_STATE_PAUSED || rt->state == RUN_STATE_PRELAUNCH || rt->state == RUN_STATE_POSTMIGRATE) {
         rt->state = RUN_STATE_RUNNING;
         start_vcpus(rt);
         emit(rt, "RESUME", NULL);
@@ -230,6 +273,105 @@ static void handle_requests(Runtime *rt)
     }
 }
 
+/* ---- what the migration asks of the VM (big lock held, migration thread) ---- */
+
+static const VMStateField runstate_fields[] = {
+    VMSTATE_BOOL(Runtime, migrated_running),
+    VMSTATE_END,
+};
+
+static const VMStateDescription runstate_vmsd = {
+    .name = "runstate",
+    .version = 1,
+    .minimum_version = 1,
+    .fields = runstate_fields,
+};
+
+static bool migration_stop(void *opaque)
+{
+    Runtime *rt = opaque;
+    bool was_running = rt->state == RUN_STATE_RUNNING;
+    rt->migrated_running = was_running;
+    stop_vcpus(rt);
+    rt->state_before_migration = rt->state;
+    rt->state = RUN_STATE_FINISH_MIGRATE;
+    if (was_running) {
+        emit(rt, "STOP", NULL);
+    }
+    return was_running;
+}
+
+static void migration_outgoing_done(void *opaque, bool completed, bool resume)
+{
+    Runtime *rt = opaque;
+    if (rt->state != RUN_STATE_FINISH_MIGRATE) {
+        return; /* it ended before the switch-over: the VM was never stopped */
+    }
+    if (completed) {
+        rt->state = RUN_STATE_POSTMIGRATE;
+    } else if (resume) {
+        rt->state = RUN_STATE_RUNNING;
+        start_vcpus(rt);
+        emit(rt, "RESUME", NULL);
+    } else {
+        rt->state = rt->state_before_migration;
+    }
+}
+
+static void migration_incoming_done(void *opaque, const GError *err)
+{
+    Runtime *rt = opaque;
+    if (err) {
+        /* As QEMU: the destination gives up, saying why, and exits non-zero. */
+        fprintf(stderr, "vireo-system-x86_64: load of migration failed: %s\n", err->message);
+        finish(rt, EXIT_GUEST_ERROR);
+        g_main_context_wakeup(NULL);
+        return;
+    }
+    rt->state = RUN_STATE_PAUSED;
+    if ((!rt->cfg->start_paused && rt->migrated_running) || rt->autostart) {
+        runtime_resume(rt);
+    }
+}
+
+static void migration_event(void *opaque, const char *name, JsonObject *data)
+{
+    emit(opaque, name, data ? json_object_ref(data) : NULL);
+}
+
+static const MigrationHostOps migration_host_ops = {
+    .stop = migration_stop,
+    .outgoing_done = migration_outgoing_done,
+    .incoming_done = migration_incoming_done,
+    .event = migration_event,
+};
+
+Migration *runtime_migration(Runtime *rt)
+{
+    return rt->migration;
+}
+
+/* -incoming URI: "fd:N" is an inherited descriptor; other URIs open themselves. */
+static bool start_incoming(Runtime *rt, GError **err)
+{
+    const char *uri = rt->cfg->incoming;
+    int fd = -1;
+    if (g_str_has_prefix(uri, "fd:")) {
+        char *end;
+        long n = strtol(uri + 3, &end, 10);
+        if (*end || end == uri + 3 || n < 0 || n > INT_MAX) {
+            g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "-incoming %s: fd: expects a descriptor number", uri);
+            return false;
+        }
+        fd = (int)n;
+    }
+    if (!migration_incoming(rt->migration, uri, fd, err)) {
+        g_prefix_error(err, "-incoming: ");
+        return false;
+    }
+    return true;
+}
+
 static gboolean on_signal(gpointer data)
 {
     Runtime *rt = data;
@@ -248,6 +390,11 @@ Runtime *runtime_new(const MachineType *type, Machine *m, const VmConfig *cfg, G
     rt->halted_generation = g_new0(unsigned, rt->nr_vcpus);
     rt->tids = g_new0(int, rt->nr_vcpus);
     g_cond_init(&rt->cond);
+    g_autofree char *config = g_strdup_printf("vireo machine=%s cpu=%s smp=%u,sockets=%u,cores=%u,threads=%u",
+                                              type->name, cfg->cpu, cfg->smp_cpus, cfg->sockets, cfg->cores,
+                                              cfg->threads);
+    vmstate_register(m, "runstate", 0, &runstate_vmsd, rt);
+    rt->migration = migration_new(m, config, &migration_host_ops, rt);
 
     poll_lock = &m->lock;
     g_main_context_set_poll_func(NULL, unlocked_poll);
@@ -329,8 +476,17 @@ bool runtime_powerdown(Runtime *rt, GError **err)
 
 int runtime_run(Runtime *rt)
 {
+    rt->main_thread = g_thread_self();
     g_mutex_lock(&rt->m->lock);
-    if (!rt->cfg->start_paused) {
+    if (rt->cfg->incoming) {
+        rt->state = RUN_STATE_INMIGRATE;
+        g_autoptr(GError) err = NULL;
+        if (strcmp(rt->cfg->incoming, "defer") != 0 && !start_incoming(rt, &err)) {
+            fprintf(stderr, "vireo-system-x86_64: %s\n", err->message);
+            g_mutex_unlock(&rt->m->lock);
+            return EXIT_GUEST_ERROR;
+        }
+    } else if (!rt->cfg->start_paused) {
         runtime_resume(rt);
     }
     while (!rt->quit) {

@@ -94,8 +94,9 @@ int kvm_vm_check_extension(KvmVm *vm, unsigned cap)
 
 bool kvm_vm_add_ram(KvmVm *vm, uint64_t gpa, uint64_t size, void *hva, GError **err)
 {
-    if (vm->nr_slots >= vm->max_slots) {
-        g_set_error(err, VIREO_ERROR, VIREO_ERROR_FAILED, "KVM: out of memory slots (%u)", vm->max_slots);
+    if (vm->nr_slots >= MIN(vm->max_slots, KVM_MAX_RAM_SLOTS)) {
+        g_set_error(err, VIREO_ERROR, VIREO_ERROR_FAILED, "KVM: out of memory slots (%u)",
+                    MIN(vm->max_slots, KVM_MAX_RAM_SLOTS));
         return false;
     }
     struct kvm_userspace_memory_region region = {
@@ -107,7 +108,7 @@ bool kvm_vm_add_ram(KvmVm *vm, uint64_t gpa, uint64_t size, void *hva, GError **
     if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0) {
         return fail_errno(err, "KVM_SET_USER_MEMORY_REGION");
     }
-    vm->nr_slots++;
+    vm->slots[vm->nr_slots++] = (KvmSlot){ gpa, size, hva, 0 };
     return true;
 }
 

@@ -1,5 +1,6 @@
 #define G_LOG_DOMAIN "acpi"
 #include "hw/acpi/pm.h"
+#include "migration/vmstate.h"
 #include "util/error.h"
 #include <time.h>
 
@@ -32,6 +33,7 @@ struct AcpiPm {
     StsEnBlock pm1, gpe0;
     uint16_t pm1_cnt;
     uint64_t timer_base_ticks;
+    uint64_t timer_saved; /* the PM timer's count when its state was saved */
     bool warned_sleep;
 };
 
@@ -141,6 +143,62 @@ static const IoRegionOps tmr_ops = {
     .max_size = 4,
 };
 
+/* ---- migration ---- */
+
+/*
+ * The PM timer is saved as its count and continues from there, as QEMU's
+ * (which follows the VM clock, stopped while the VM is).
+ */
+static bool pm_pre_save(void *opaque, GError **err)
+{
+    AcpiPm *pm = opaque;
+    pm->timer_saved = host_ticks() - pm->timer_base_ticks;
+    return true;
+}
+
+static bool pm_post_load(void *opaque, int version, GError **err)
+{
+    AcpiPm *pm = opaque;
+    pm->pm1.en &= pm->pm1.en_mask;
+    pm->pm1_cnt &= PM1_CNT_RW_MASK;
+    pm->timer_base_ticks = host_ticks() - pm->timer_saved;
+    /* The destination's line starts low: drive it to what the registers say. */
+    pm->sci_level = false;
+    irq_set(&pm->sci, false);
+    update_sci(pm);
+    return true;
+}
+
+static const VMStateField sts_en_fields[] = {
+    VMSTATE_UINT16(StsEnBlock, sts),
+    VMSTATE_UINT16(StsEnBlock, en),
+    VMSTATE_END,
+};
+
+static const VMStateDescription sts_en_vmsd = {
+    .name = "acpi-pm/sts-en",
+    .version = 1,
+    .minimum_version = 1,
+    .fields = sts_en_fields,
+};
+
+static const VMStateField pm_fields[] = {
+    VMSTATE_STRUCT(AcpiPm, pm1, sts_en_vmsd, StsEnBlock),
+    VMSTATE_STRUCT(AcpiPm, gpe0, sts_en_vmsd, StsEnBlock),
+    VMSTATE_UINT16(AcpiPm, pm1_cnt),
+    VMSTATE_UINT64(AcpiPm, timer_saved),
+    VMSTATE_END,
+};
+
+static const VMStateDescription pm_vmsd = {
+    .name = "acpi-pm",
+    .version = 1,
+    .minimum_version = 1,
+    .fields = pm_fields,
+    .pre_save = pm_pre_save,
+    .post_load = pm_post_load,
+};
+
 typedef struct {
     uint16_t port, len;
     const IoRegionOps *ops;
@@ -181,6 +239,7 @@ AcpiPm *acpi_pm_new(Machine *m, IrqLine sci, GError **err)
             return NULL;
         }
     }
+    vmstate_register(m, "acpi-pm", 0, &pm_vmsd, pm);
     return pm;
 }
 
@@ -189,6 +248,7 @@ void acpi_pm_free(AcpiPm *pm)
     if (!pm) {
         return;
     }
+    vmstate_unregister(pm->machine, pm);
     remove_regions(pm, G_N_ELEMENTS(pm_regions));
     g_free(pm);
 }

@@ -1,5 +1,7 @@
 #define G_LOG_DOMAIN "serial"
 #include "hw/char/serial.h"
+#include "migration/vmstate.h"
+#include "util/error.h"
 #include <string.h>
 
 /* Register offsets; DLAB (LCR bit 7) turns 0 and 1 into the divisor latch. */
@@ -341,6 +343,72 @@ static void serial_receive(void *opaque, const uint8_t *buf, size_t len)
     update_irq(s);
 }
 
+/* ---- migration ---- */
+
+void serial_reset(Serial *s);
+
+static bool serial_post_load(void *opaque, int version, GError **err)
+{
+    Serial *s = opaque;
+    if (s->rx_head >= FIFO_SIZE || s->rx_count > FIFO_SIZE || s->tx_count > FIFO_SIZE) {
+        g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID,
+                    "device state 'serial', field %s: FIFO indices out of range (rx %u+%u, tx %u)",
+                    s->tx_count > FIFO_SIZE ? "tx_count" : s->rx_count > FIFO_SIZE ? "rx_count" : "rx_head",
+                    s->rx_head, s->rx_count, s->tx_count);
+        serial_reset(s); /* nothing half-loaded stays */
+        return false;
+    }
+    s->ier &= 0x0f;
+    s->mcr &= 0x1f;
+    /* The destination's line starts low: drive it to what the registers say. */
+    s->irq_level = !(pending_iir(s) != IIR_NONE && (s->mcr & (MCR_OUT2 | MCR_LOOP)) == MCR_OUT2);
+    update_irq(s);
+    if (s->tx_count && !s->tx_waiting) {
+        tx_flush(s); /* what the source's terminal had not taken yet */
+    }
+    rx_space_changed(s);
+    return true;
+}
+
+static const VMStateField serial_fields[] = {
+    VMSTATE_UINT16(Serial, divisor),
+    VMSTATE_UINT8(Serial, ier),
+    VMSTATE_UINT8(Serial, fcr),
+    VMSTATE_UINT8(Serial, lcr),
+    VMSTATE_UINT8(Serial, mcr),
+    VMSTATE_UINT8(Serial, msr),
+    VMSTATE_UINT8(Serial, scr),
+    VMSTATE_UINT8(Serial, lsr_errors),
+    VMSTATE_BOOL(Serial, thre_pending),
+    VMSTATE_UINT8_ARRAY(Serial, rx),
+    VMSTATE_UINT32(Serial, rx_head),
+    VMSTATE_UINT32(Serial, rx_count),
+    VMSTATE_UINT8_ARRAY(Serial, tx),
+    VMSTATE_UINT32(Serial, tx_count),
+    VMSTATE_UINT8(Serial, rbr),
+    VMSTATE_END,
+};
+
+static const VMStateDescription serial_vmsd = {
+    .name = "serial",
+    .version = 1,
+    .minimum_version = 1,
+    .fields = serial_fields,
+    .post_load = serial_post_load,
+};
+
+/* COM1..COM4 are serial instances 0..3, as QEMU numbers them. */
+static uint32_t serial_instance(uint16_t base)
+{
+    static const uint16_t com[] = { 0x3f8, 0x2f8, 0x3e8, 0x2e8 };
+    for (uint32_t i = 0; i < G_N_ELEMENTS(com); i++) {
+        if (com[i] == base) {
+            return i;
+        }
+    }
+    return base;
+}
+
 void serial_reset(Serial *s)
 {
     s->divisor = 12; /* 9600 baud, what firmware would leave */
@@ -379,6 +447,7 @@ Serial *serial_new(Machine *m, uint16_t io_base, IrqLine irq, Chardev *chr, GErr
     if (chr) {
         chardev_set_input_full(chr, serial_receive, serial_can_receive, s);
     }
+    vmstate_register(m, "serial", serial_instance(io_base), &serial_vmsd, s);
     return s;
 }
 
@@ -387,6 +456,7 @@ void serial_free(Serial *s)
     if (!s) {
         return;
     }
+    vmstate_unregister(s->m, s);
     if (s->chr) {
         chardev_set_input(s->chr, NULL, NULL);
         if (s->tx_waiting) {

@@ -20,8 +20,10 @@
 #include "hw/misc/port92.h"
 #include "hw/pci/pci-host.h"
 #include "hw/timer/rtc.h"
+#include "migration/ram.h"
 #include "net/net.h"
 #include "system/options.h"
+#include "target/i386/cpu-state.h"
 #include "target/i386/cpu.h"
 #include "util/error.h"
 #include <errno.h>
@@ -48,6 +50,9 @@ typedef struct PcMachine {
     KvmVm *kvm;
     KvmVcpu **vcpus;
     unsigned nr_vcpus;
+    /* Migratable state of the vCPUs and the in-kernel devices, pointing at the current KVM VM. */
+    X86CpuState *cpu_state;
+    X86KvmDevicesState kvm_devices;
     X86Topology topo;
 
     uint8_t *ram;
@@ -133,6 +138,21 @@ static bool pc_ioeventfd(Machine *m, int fd, uint64_t addr, unsigned len, bool a
     return kvm_vm_ioeventfd(pc_of(m)->kvm, fd, addr, len, assign, err);
 }
 
+static bool pc_dirty_log_start(Machine *m, GError **err)
+{
+    return kvm_vm_dirty_log_start(pc_of(m)->kvm, err);
+}
+
+static bool pc_dirty_log_sync(Machine *m, MachineDirtyFn fn, void *opaque, GError **err)
+{
+    return kvm_vm_dirty_log_sync(pc_of(m)->kvm, fn, opaque, err);
+}
+
+static void pc_dirty_log_stop(Machine *m)
+{
+    kvm_vm_dirty_log_stop(pc_of(m)->kvm);
+}
+
 static void *pc_gpa_to_hva(Machine *m, uint64_t gpa, uint64_t len)
 {
     PcMachine *pc = pc_of(m);
@@ -209,8 +229,31 @@ static bool create_kvm(PcMachine *pc, GError **err)
         if (!pc->vcpus[i] || !x86_cpu_setup(pc->vcpus[i], &pc->topo, err)) {
             return false;
         }
+        pc->cpu_state[i].vcpu = pc->vcpus[i];
+    }
+    pc->kvm_devices.vm = pc->kvm;
+    /* A reset during a live migration: the new VM logs too, and all of RAM may have changed. */
+    if (g_atomic_int_get(&pc->parent.dirty_tracking)) {
+        if (!kvm_vm_dirty_log_start(pc->kvm, err)) {
+            return false;
+        }
+        ram_mark_dirty(&pc->parent, pc->ram, pc->ram_size);
     }
     return true;
+}
+
+/*
+ * What a migration carries besides the devices' own state: the vCPUs first
+ * (their LAPICs), then the in-kernel PIC, IOAPIC, PIT and clock, then RAM.
+ */
+static void register_migration_state(PcMachine *pc)
+{
+    Machine *m = &pc->parent;
+    for (unsigned i = 0; i < pc->nr_vcpus; i++) {
+        vmstate_register(m, "cpu", i, &x86_cpu_vmsd, &pc->cpu_state[i]);
+    }
+    vmstate_register(m, "kvm-x86-devices", 0, &x86_kvm_devices_vmsd, &pc->kvm_devices);
+    ram_block_register(m, "pc.ram", pc->ram, pc->ram_size);
 }
 
 static void destroy_kvm(PcMachine *pc)
@@ -276,6 +319,8 @@ static const char *serial_spec(const VmConfig *cfg)
 static bool create_devices(PcMachine *pc, GError **err)
 {
     Machine *m = &pc->parent;
+    /* Sections load in registration order: the vCPUs and in-kernel devices before any device. */
+    register_migration_state(pc);
     const char *spec = serial_spec(pc->cfg);
     if (spec && strcmp(spec, "none") != 0) {
         /* Errors name the spec or the chardev; a chardev:ID exists (vm_config_parse checked). */
@@ -369,6 +414,7 @@ static void pc_destroy(Machine *m)
         munmap(pc->ram, pc->ram_size);
     }
     g_free(pc->vcpus);
+    g_free(pc->cpu_state);
     machine_cleanup(m);
     g_free(pc);
 }
@@ -398,11 +444,15 @@ static Machine *pc_create(const VmConfig *cfg, GError **err)
     m->msi_unbind = pc_msi_unbind;
     m->send_msi = pc_send_msi;
     m->ioeventfd = pc_ioeventfd;
+    m->dirty_log_start = pc_dirty_log_start;
+    m->dirty_log_sync = pc_dirty_log_sync;
+    m->dirty_log_stop = pc_dirty_log_stop;
     pc->cfg = cfg;
     pc->ram_size = cfg->ram_size;
     pc->nr_vcpus = cfg->smp_cpus;
     pc->topo = (X86Topology){ cfg->smp_cpus, cfg->sockets, cfg->cores, cfg->threads };
     pc->vcpus = g_new0(KvmVcpu *, pc->nr_vcpus);
+    pc->cpu_state = g_new0(X86CpuState, pc->nr_vcpus);
 
     build_memory_map(pc);
     AcpiPcConfig acpi = {

@@ -1,5 +1,7 @@
 #define G_LOG_DOMAIN "i8042"
 #include "hw/input/i8042.h"
+#include "migration/vmstate.h"
+#include "util/error.h"
 #include <string.h>
 
 #define STAT_OBF 0x01
@@ -260,6 +262,62 @@ static const IoRegionOps cmd_ops = {
     .max_size = 1,
 };
 
+/* ---- migration ---- */
+
+void i8042_reset(I8042 *kbc);
+
+static bool i8042_post_load(void *opaque, int version, GError **err)
+{
+    I8042 *kbc = opaque;
+    if (kbc->head >= QUEUE_SIZE || kbc->count > QUEUE_SIZE) {
+        g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID,
+                    "device state 'i8042', field %s: output queue %u+%u out of range",
+                    kbc->head >= QUEUE_SIZE ? "head" : "count", kbc->head, kbc->count);
+        i8042_reset(kbc); /* nothing half-loaded stays */
+        return false;
+    }
+    /* The destination's lines start low: raise what the queue and command byte say. */
+    kbc->kbd_level = kbc->aux_level = false;
+    irq_set(&kbc->kbd_irq, false);
+    irq_set(&kbc->aux_irq, false);
+    update_irq(kbc);
+    return true;
+}
+
+static const VMStateField out_byte_fields[] = {
+    VMSTATE_UINT8(OutByte, data),
+    VMSTATE_BOOL(OutByte, aux),
+    VMSTATE_BOOL(OutByte, timeout),
+    VMSTATE_END,
+};
+
+static const VMStateDescription out_byte_vmsd = {
+    .name = "i8042/out-byte",
+    .version = 1,
+    .minimum_version = 1,
+    .fields = out_byte_fields,
+};
+
+static const VMStateField i8042_fields[] = {
+    VMSTATE_UINT8_ARRAY(I8042, ram),
+    VMSTATE_UINT8(I8042, outport),
+    VMSTATE_UINT8(I8042, pending),
+    VMSTATE_BOOL(I8042, last_was_cmd),
+    VMSTATE_STRUCT_ARRAY(I8042, queue, out_byte_vmsd, OutByte),
+    VMSTATE_UINT32(I8042, head),
+    VMSTATE_UINT32(I8042, count),
+    VMSTATE_UINT8(I8042, last_read),
+    VMSTATE_END,
+};
+
+static const VMStateDescription i8042_vmsd = {
+    .name = "i8042",
+    .version = 1,
+    .minimum_version = 1,
+    .fields = i8042_fields,
+    .post_load = i8042_post_load,
+};
+
 void i8042_reset(I8042 *kbc)
 {
     memset(kbc->ram, 0, sizeof(kbc->ram));
@@ -292,6 +350,7 @@ I8042 *i8042_new(Machine *m, IrqLine kbd_irq, IrqLine aux_irq, GError **err)
         return NULL;
     }
     i8042_reset(kbc);
+    vmstate_register(m, "i8042", 0, &i8042_vmsd, kbc);
     return kbc;
 }
 
@@ -300,6 +359,7 @@ void i8042_free(I8042 *kbc)
     if (!kbc) {
         return;
     }
+    vmstate_unregister(kbc->m, kbc);
     io_map_remove(kbc->m->pio, I8042_DATA_PORT);
     io_map_remove(kbc->m->pio, I8042_CMD_PORT);
     g_free(kbc);

@@ -1,5 +1,6 @@
 #define G_LOG_DOMAIN "port92"
 #include "hw/misc/port92.h"
+#include "migration/vmstate.h"
 
 #define PORT92_RESET 0x01 /* write 1: fast reset; reads back 0 */
 #define PORT92_A20 0x02
@@ -33,6 +34,26 @@ static const IoRegionOps port92_ops = {
     .max_size = 1,
 };
 
+static const VMStateField port92_fields[] = {
+    VMSTATE_UINT8(Port92, value),
+    VMSTATE_END,
+};
+
+static bool port92_post_load(void *opaque, int version, GError **err)
+{
+    Port92 *p = opaque;
+    p->value &= ~PORT92_RESET; /* takes effect at the write, never stored */
+    return true;
+}
+
+static const VMStateDescription port92_vmsd = {
+    .name = "port92",
+    .version = 1,
+    .minimum_version = 1,
+    .fields = port92_fields,
+    .post_load = port92_post_load,
+};
+
 void port92_reset(Port92 *p)
 {
     p->value = PORT92_A20; /* a VMM boots with A20 already on */
@@ -48,12 +69,14 @@ Port92 *port92_new(Machine *m, GError **err)
         return NULL;
     }
     port92_reset(p);
+    vmstate_register(m, "port92", 0, &port92_vmsd, p);
     return p;
 }
 
 void port92_free(Port92 *p)
 {
     if (p) {
+        vmstate_unregister(p->m, p);
         io_map_remove(p->m->pio, PORT92_IO_PORT);
         g_free(p);
     }

@@ -9,6 +9,7 @@
  */
 #define G_LOG_DOMAIN "pci"
 #include "hw/pci/msix.h"
+#include "migration/vmstate.h"
 #include <glib-unix.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -268,3 +269,56 @@ void msix_notify(PciMsix *msix, unsigned vector)
         (void)!write(msix->vectors[vector].fd, &one, sizeof(one));
     }
 }
+
+/* ---- migration ---- */
+
+static bool msix_pre_save(void *opaque, GError **err)
+{
+    PciMsix *msix = opaque;
+    /* A masked vector's write the main loop has not latched yet is pending all the same. */
+    for (unsigned v = 0; v < msix->nvectors; v++) {
+        MsixVector *vec = &msix->vectors[v];
+        uint64_t n;
+        if (!vector_live(msix, v) && read(vec->fd, &n, sizeof(n)) == sizeof(n)) {
+            vec->pending = true;
+        }
+    }
+    return true;
+}
+
+static bool msix_post_load(void *opaque, int version, GError **err)
+{
+    PciMsix *msix = opaque;
+    for (unsigned v = msix->nvectors; v < MSIX_MAX_VECTORS; v++) {
+        msix->vectors[v].pending = false;
+    }
+    update_all(msix);
+    return true;
+}
+
+static const VMStateField vector_fields[] = {
+    VMSTATE_BOOL(MsixVector, pending),
+    VMSTATE_END,
+};
+
+static const VMStateDescription vector_vmsd = {
+    .name = "msix/vector",
+    .version = 1,
+    .minimum_version = 1,
+    .fields = vector_fields,
+};
+
+static const VMStateField msix_fields[] = {
+    VMSTATE_BUFFER(PciMsix, table),
+    VMSTATE_STRUCT_ARRAY(PciMsix, vectors, vector_vmsd, MsixVector),
+    VMSTATE_END,
+};
+
+const VMStateDescription msix_vmsd = {
+    .name = "msix",
+    .version = 1,
+    .minimum_version = 1,
+    .fields = msix_fields,
+    .pre_save = msix_pre_save,
+    .post_load = msix_post_load,
+};

@@ -1,5 +1,6 @@
 #define G_LOG_DOMAIN "pci"
 #include "hw/pci/pci-host.h"
+#include "migration/vmstate.h"
 
 #define CONFIG_ADDRESS_ENABLE 0x80000000u
 #define RCR_SYS_RST 0x02 /* with RST: a full reset rather than a CPU-only one */
@@ -107,6 +108,22 @@ static const IoRegionOps pci_host_ops = {
     .max_size = 4,
 };
 
+/* The bridges' configuration and the 0xcf8 latch; each other function has a section of its own. */
+static const VMStateField pci_host_fields[] = {
+    VMSTATE_UINT32(PciHost, config_address),
+    VMSTATE_UINT8(PciHost, rcr),
+    VMSTATE_STRUCT(PciHost, host_bridge, pci_device_vmsd, PciDevice),
+    VMSTATE_STRUCT(PciHost, isa_bridge, pci_device_vmsd, PciDevice),
+    VMSTATE_END,
+};
+
+static const VMStateDescription pci_host_vmsd = {
+    .name = "pci-host",
+    .version = 1,
+    .minimum_version = 1,
+    .fields = pci_host_fields,
+};
+
 PciHost *pci_host_new(Machine *m, const PciBusConfig *bus_cfg, uint64_t ecam_base, GError **err)
 {
     PciHost *h = g_new0(PciHost, 1);
@@ -123,12 +140,14 @@ PciHost *pci_host_new(Machine *m, const PciBusConfig *bus_cfg, uint64_t ecam_bas
         return NULL;
     }
     pci_host_reset(h);
+    vmstate_register(m, "pci-host", 0, &pci_host_vmsd, h);
     return h;
 }
 
 void pci_host_free(PciHost *h)
 {
     if (h) {
+        vmstate_unregister(h->machine, h);
         io_map_remove(h->machine->pio, 0xcf8);
         pci_device_cleanup(&h->isa_bridge);
         pci_device_cleanup(&h->host_bridge);

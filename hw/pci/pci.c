@@ -4,6 +4,7 @@
  * own their PciDevice; the bus only indexes them by devfn.
  */
 #include "hw/pci/pci.h"
+#include "migration/vmstate.h"
 #include "util/error.h"
 #include <string.h>
 
@@ -370,6 +371,67 @@ Machine *pci_device_machine(const PciDevice *dev)
 {
     return dev->bus->machine;
 }
+
+/* ---- migration ---- */
+
+char *pci_device_state_id(const PciDevice *dev, const char *model)
+{
+    return g_strdup_printf("00:%02x.%x/%s", dev->devfn >> 3, dev->devfn & 7, model);
+}
+
+static bool pci_pre_save(void *opaque, GError **err)
+{
+    PciDevice *dev = opaque;
+    if (dev->config_size != PCI_CONFIG_SIZE) {
+        g_set_error(err, VIREO_ERROR, VIREO_ERROR_UNSUPPORTED,
+                    "%s: migrating an extended (PCI Express) configuration space is not supported", dev->name);
+        return false;
+    }
+    memcpy(dev->mig_config, dev->config, PCI_CONFIG_SIZE);
+    return true;
+}
+
+/* Bits the device itself changes although the guest cannot write them: INTx status, if it has a pin. */
+static uint8_t device_owned(const PciDevice *dev, unsigned reg)
+{
+    return reg == PCI_STATUS && dev->config[PCI_INTERRUPT_PIN] ? PCI_STATUS_INTERRUPT : 0;
+}
+
+static bool pci_post_load(void *opaque, int version, GError **err)
+{
+    PciDevice *dev = opaque;
+    const uint8_t *in = dev->mig_config;
+    /* Check everything before changing anything: a refused stream leaves the function as it was. */
+    for (unsigned i = 0; i < PCI_CONFIG_SIZE; i++) {
+        uint8_t fixed = ~(dev->wmask[i] | dev->w1cmask[i] | device_owned(dev, i));
+        if ((in[i] ^ dev->config[i]) & fixed) {
+            g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID,
+                        "device state '%s', field config: read-only byte 0x%02x is 0x%02x in the stream, 0x%02x "
+                        "here (not the same device)",
+                        dev->name, i, in[i], dev->config[i]);
+            return false;
+        }
+    }
+    memcpy(dev->config, in, PCI_CONFIG_SIZE);
+    update_mappings(dev);
+    /* Drive INTx on the destination's bus as the source's device did. */
+    pci_set_irq(dev, pci_get_word(dev->config + PCI_STATUS) & PCI_STATUS_INTERRUPT);
+    return true;
+}
+
+static const VMStateField pci_fields[] = {
+    VMSTATE_BUFFER(PciDevice, mig_config),
+    VMSTATE_END,
+};
+
+const VMStateDescription pci_device_vmsd = {
+    .name = "pci-device",
+    .version = 1,
+    .minimum_version = 1,
+    .fields = pci_fields,
+    .pre_save = pci_pre_save,
+    .post_load = pci_post_load,
+};
 
 /* ---- ECAM ---- */
 

@@ -1,5 +1,7 @@
 #define G_LOG_DOMAIN "rtc"
 #include "hw/timer/rtc.h"
+#include "migration/vmstate.h"
+#include "util/error.h"
 #include <string.h>
 #include <time.h>
 
@@ -419,6 +421,47 @@ static const IoRegionOps rtc_ops = {
     .max_size = 1,
 };
 
+/* ---- migration ---- */
+
+/*
+ * The guest's clock is the host's UTC plus @offset, on the source and on the
+ * destination alike, so it keeps running through the migration; flags due
+ * in between accrue from @last_us at the destination's first look.
+ */
+static bool rtc_post_load(void *opaque, int version, GError **err)
+{
+    Rtc *rtc = opaque;
+    if (rtc->index >= RTC_CMOS_SIZE) {
+        g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "device state 'rtc', field index: %u is not a CMOS register",
+                    rtc->index);
+        rtc->index = 0; /* nothing half-loaded stays */
+        return false;
+    }
+    rtc->cmos[REG_A] &= ~A_UIP;
+    /* The destination's line starts low: drive it to what register C says. */
+    rtc->irq_level = !(rtc->cmos[REG_C] & C_IRQF);
+    update_irq(rtc);
+    rearm(rtc);
+    return true;
+}
+
+static const VMStateField rtc_fields[] = {
+    VMSTATE_UINT8_ARRAY(Rtc, cmos),
+    VMSTATE_UINT8(Rtc, index),
+    VMSTATE_BOOL(Rtc, nmi_masked),
+    VMSTATE_UINT64(Rtc, offset),
+    VMSTATE_UINT64(Rtc, last_us),
+    VMSTATE_END,
+};
+
+static const VMStateDescription rtc_vmsd = {
+    .name = "rtc",
+    .version = 1,
+    .minimum_version = 1,
+    .fields = rtc_fields,
+    .post_load = rtc_post_load,
+};
+
 /* ---- lifecycle ---- */
 
 void rtc_reset(Rtc *rtc)
@@ -445,6 +488,7 @@ Rtc *rtc_new(Machine *m, IrqLine irq, GError **err)
     rtc->cmos[REG_A] = 0x26;
     rtc->cmos[REG_B] = B_24H;
     rtc_reset(rtc);
+    vmstate_register(m, "rtc", 0, &rtc_vmsd, rtc);
     return rtc;
 }
 
@@ -453,6 +497,7 @@ void rtc_free(Rtc *rtc)
     if (!rtc) {
         return;
     }
+    vmstate_unregister(rtc->m, rtc);
     if (rtc->timer) {
         g_source_remove(rtc->timer);
     }

@@ -8,6 +8,7 @@
 #include "hw/virtio/virtio-blk.h"
 #include "block/block.h"
 #include "hw/virtio/virtio-pci.h"
+#include "migration/vmstate.h"
 #include "util/container-of.h"
 #include <errno.h>
 #include <linux/virtio_blk.h>
@@ -254,15 +255,20 @@ static void virtio_blk_start(VirtioDevice *vdev)
     s->thread = g_thread_new("virtio-blk", io_thread, s);
 }
 
-static void virtio_blk_stop(VirtioDevice *vdev)
+static void stop_thread(VirtioBlk *s)
 {
-    VirtioBlk *s = blk_of(vdev);
     if (s->thread) {
         uint64_t one = 1;
         g_assert(write(s->stop_fd, &one, sizeof(one)) == sizeof(one));
         g_thread_join(g_steal_pointer(&s->thread));
         g_assert(read(s->stop_fd, &one, sizeof(one)) == sizeof(one));
     }
+}
+
+static void virtio_blk_stop(VirtioDevice *vdev)
+{
+    VirtioBlk *s = blk_of(vdev);
+    stop_thread(s);
     /* Requests in flight complete into the ring the driver is about to lose; that is what they may touch. */
     block_backend_drain(s->blk);
 }
@@ -274,6 +280,45 @@ static const VirtioDeviceOps virtio_blk_ops = {
     .config_write = virtio_blk_config_write,
     .start = virtio_blk_start,
     .stop = virtio_blk_stop,
+};
+
+/* ---- migration ---- */
+
+/*
+ * The vCPUs are stopped: take the requests the guest queued whose kick the
+ * I/O thread has not got to, and wait until every request has completed
+ * into the used ring, so guest memory is final. The thread runs on
+ * afterwards (a cancelled migration resumes the guest); with the vCPUs
+ * stopped nothing new arrives.
+ */
+static void virtio_blk_quiesce(void *opaque)
+{
+    VirtioBlk *s = opaque;
+    if (!s->thread) {
+        block_backend_drain(s->blk);
+        return;
+    }
+    stop_thread(s);
+    process_queue(s, virtio_queue(&s->vdev, 0));
+    block_backend_drain(s->blk);
+    virtio_blk_start(&s->vdev);
+}
+
+static const VMStateField virtio_blk_fields[] = {
+    VMSTATE_STRUCT(VirtioBlk, vdev, virtio_device_vmsd, VirtioDevice),
+    VMSTATE_END,
+};
+
+G_STATIC_ASSERT(offsetof(VirtioBlk, vdev) == 0); /* for virtio_device_post_load */
+
+/* Everything else (capacity, serial, features offered) comes from the command line. */
+static const VMStateDescription virtio_blk_vmsd = {
+    .name = "virtio-blk",
+    .version = 1,
+    .minimum_version = 1,
+    .fields = virtio_blk_fields,
+    .post_load = virtio_device_post_load,
+    .quiesce = virtio_blk_quiesce,
 };
 
 VirtioDevice *virtio_blk_new(Machine *m, BlockBackend *blk, const VirtioBlkConf *conf)
@@ -366,6 +411,7 @@ static void *virtio_blk_create(const DeviceContext *ctx, const VmOpt *opt, uint8
         virtio_blk_free(&s->vdev);
         return NULL;
     }
+    virtio_pci_register_state(s->pci, &virtio_blk_vmsd, s);
     return s;
 }
 

@@ -9,6 +9,7 @@
 #include "hw/virtio/virtio-pci.h"
 #include "hw/pci/msix.h"
 #include "hw/pci/pci.h"
+#include "migration/vmstate.h"
 #include <glib-unix.h>
 #include <linux/virtio_pci.h>
 #include <sys/eventfd.h>
@@ -36,6 +37,8 @@ struct VirtioPci {
     VirtioDevice *vdev;
     PciMsix *msix;
     char *name;
+    const char *model;      /* "virtio-blk-pci" */
+    void *state_opaque;     /* the device's registered state, or NULL */
     uint32_t dfselect, gfselect;
     uint16_t queue_select;
     gint isr;
@@ -406,6 +409,7 @@ VirtioPci *virtio_pci_new(const DeviceContext *ctx, uint8_t devfn, VirtioDevice 
 {
     g_autofree VirtioPci *vp = g_new0(VirtioPci, 1);
     vp->vdev = vdev;
+    vp->model = name;
     vp->name = g_strdup_printf("%s 00:%02x.%x", name, devfn >> 3, devfn & 7);
     vp->notify_base = PCI_BAR_UNMAPPED;
     PciDeviceInfo info = {
@@ -437,11 +441,61 @@ VirtioPci *virtio_pci_new(const DeviceContext *ctx, uint8_t devfn, VirtioDevice 
     return g_steal_pointer(&vp);
 }
 
+/* ---- migration ---- */
+
+static const VMStateField virtio_pci_fields[] = {
+    VMSTATE_STRUCT(VirtioPci, pci, pci_device_vmsd, PciDevice),
+    VMSTATE_UINT32(VirtioPci, dfselect),
+    VMSTATE_UINT32(VirtioPci, gfselect),
+    VMSTATE_UINT16(VirtioPci, queue_select),
+    VMSTATE_UINT32(VirtioPci, isr),
+    VMSTATE_END,
+};
+
+static const VMStateDescription virtio_pci_vmsd = {
+    .name = "virtio-pci",
+    .version = 1,
+    .minimum_version = 1,
+    .fields = virtio_pci_fields,
+};
+
+void virtio_pci_register_state(VirtioPci *vp, const VMStateDescription *dev_vmsd, void *dev_opaque)
+{
+    Machine *m = pci_device_machine(&vp->pci);
+    g_autofree char *id = pci_device_state_id(&vp->pci, vp->model);
+    g_autofree char *msix_id = g_strdup_printf("%s/msix", id);
+    g_autofree char *vq_id = g_strdup_printf("%s/vq", id);
+    g_autofree char *dev_id = g_strdup_printf("%s/device", id);
+    vmstate_register(m, id, 0, &virtio_pci_vmsd, vp);
+    vmstate_register(m, msix_id, 0, &msix_vmsd, vp->msix);
+    for (unsigned i = 0; i < vp->vdev->nqueues; i++) {
+        vmstate_register(m, vq_id, i, &virtqueue_vmsd, virtio_queue(vp->vdev, i));
+    }
+    vmstate_register(m, dev_id, 0, dev_vmsd, dev_opaque);
+    vp->state_opaque = dev_opaque;
+}
+
+static void unregister_state(VirtioPci *vp)
+{
+    Machine *m = pci_device_machine(&vp->pci);
+    if (!vp->state_opaque) {
+        return;
+    }
+    vmstate_unregister(m, vp->state_opaque);
+    for (unsigned i = 0; i < vp->vdev->nqueues; i++) {
+        vmstate_unregister(m, virtio_queue(vp->vdev, i));
+    }
+    vmstate_unregister(m, vp->msix);
+    vmstate_unregister(m, vp);
+    vp->state_opaque = NULL;
+}
+
 void virtio_pci_free(VirtioPci *vp)
 {
     if (!vp) {
         return;
     }
+    unregister_state(vp);
     virtio_device_reset(vp->vdev);
     pci_device_cleanup(&vp->pci); /* unmaps BAR 4, which drops the ioeventfds */
     msix_free(vp->msix);

@@ -13,6 +13,7 @@
 #include "hw/virtio/rng-backend.h"
 #include "hw/virtio/virtio-pci.h"
 #include "hw/virtio/virtio.h"
+#include "migration/vmstate.h"
 #include "util/container-of.h"
 #include <linux/virtio_ids.h>
 #include <string.h>
@@ -116,6 +117,29 @@ static const VirtioDeviceOps rng_ops = {
     .queue_notify = rng_queue_notify,
 };
 
+/* ---- migration ---- */
+
+/*
+ * The backend delivers on the main loop, which the migration holds in its
+ * last phase: nothing to quiesce. The chain an outstanding request was to
+ * fill goes back to the ring in the stream and is filled on the destination.
+ * The rate limit's period starts afresh there.
+ */
+static const VMStateField rng_fields[] = {
+    VMSTATE_STRUCT(VirtioRng, vdev, virtio_device_vmsd, VirtioDevice),
+    VMSTATE_END,
+};
+
+G_STATIC_ASSERT(offsetof(VirtioRng, vdev) == 0); /* for virtio_device_post_load */
+
+static const VMStateDescription rng_vmsd = {
+    .name = "virtio-rng",
+    .version = 1,
+    .minimum_version = 1,
+    .fields = rng_fields,
+    .post_load = virtio_device_post_load,
+};
+
 /* max-bytes=N (1 to 2^63-1) and period=MS (1 to 2^32-1), as QEMU spells them. */
 static bool rng_limits(VirtioRng *r, const VmOpt *opt, GError **err)
 {
@@ -168,6 +192,7 @@ static void *rng_create(const DeviceContext *ctx, const VmOpt *opt, uint8_t devf
         rng_backend_free(r->rng);
         return NULL;
     }
+    virtio_pci_register_state(r->pci, &rng_vmsd, r);
     return g_steal_pointer(&r);
 }
 

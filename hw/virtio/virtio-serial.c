@@ -15,6 +15,7 @@
 #include "chardev/chardev.h"
 #include "hw/virtio/virtio-pci.h"
 #include "hw/virtio/virtio.h"
+#include "migration/vmstate.h"
 #include "util/container-of.h"
 #include <linux/virtio_console.h>
 #include <stddef.h>
@@ -34,6 +35,9 @@ typedef struct VirtioSerial {
     VirtQueueElement *tx;     /* guest output the chardev has not taken all of */
     size_t tx_off;            /* bytes of @tx already written */
     bool tx_waiting;          /* the chardev calls back when writable */
+    /* Bytes of the next chain popped already written, by the source of a migration. */
+    uint64_t tx_resume;
+    uint64_t mig_tx_off;      /* tx_off as migrated (the chain itself goes back to the ring) */
 } VirtioSerial;
 
 typedef struct VirtConsole {
@@ -107,7 +111,8 @@ static void tx_flush(VirtioSerial *s)
     while (!s->tx_waiting) {
         if (!s->tx) {
             s->tx = virtqueue_pop(vq);
-            s->tx_off = 0;
+            s->tx_off = s->tx ? s->tx_resume : 0;
+            s->tx_resume = s->tx ? 0 : s->tx_resume;
             if (!s->tx) {
                 break;
             }
@@ -180,6 +185,7 @@ static void serial_stop(VirtioDevice *vdev)
         s->tx_waiting = false;
     }
     /* Their buffers belong to the driver that is going away. */
+    s->tx_resume = 0;
     g_clear_pointer(&s->tx, g_free);
     g_clear_pointer(&s->rx, g_free);
 }
@@ -204,6 +210,44 @@ static const VirtioDeviceOps serial_ops = {
     .queue_notify = serial_queue_notify,
 };
 
+/* ---- migration ---- */
+
+/*
+ * Everything runs on the main loop, which the migration holds in its last
+ * phase: nothing to quiesce. Chains held (input not come yet, output the
+ * chardev has not taken all of) go back to the ring in the stream; how much
+ * of the output chain went out already travels here, so the destination
+ * does not print it twice.
+ */
+static bool serial_pre_save(void *opaque, GError **err)
+{
+    VirtioSerial *s = opaque;
+    s->mig_tx_off = s->tx ? s->tx_off : s->tx_resume;
+    return true;
+}
+
+static bool serial_post_load(void *opaque, int version, GError **err)
+{
+    VirtioSerial *s = opaque;
+    s->tx_resume = s->mig_tx_off;
+    return virtio_device_resume(&s->vdev, err);
+}
+
+static const VMStateField serial_fields[] = {
+    VMSTATE_STRUCT(VirtioSerial, vdev, virtio_device_vmsd, VirtioDevice),
+    VMSTATE_UINT64(VirtioSerial, mig_tx_off),
+    VMSTATE_END,
+};
+
+static const VMStateDescription serial_vmsd = {
+    .name = "virtio-serial",
+    .version = 1,
+    .minimum_version = 1,
+    .fields = serial_fields,
+    .pre_save = serial_pre_save,
+    .post_load = serial_post_load,
+};
+
 static void *serial_create(const DeviceContext *ctx, const VmOpt *opt, uint8_t devfn, GError **err)
 {
     g_autofree VirtioSerial *s = g_new0(VirtioSerial, 1);
@@ -214,6 +258,7 @@ static void *serial_create(const DeviceContext *ctx, const VmOpt *opt, uint8_t d
         virtio_device_cleanup(&s->vdev);
         return NULL;
     }
+    virtio_pci_register_state(s->pci, &serial_vmsd, s);
     return g_steal_pointer(&s);
 }
 

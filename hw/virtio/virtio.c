@@ -10,6 +10,8 @@
 #define G_LOG_DOMAIN "virtio"
 #include "hw/virtio/virtio.h"
 #include "migration/ram.h"
+#include "migration/vmstate.h"
+#include "util/error.h"
 #include <errno.h>
 #include <glib-unix.h>
 #include <string.h>
@@ -30,6 +32,8 @@ struct VirtQueue {
     uint16_t signalled_used; /* used_idx when the driver was last interrupted */
     bool signalled_used_valid;
     bool notification; /* the device wants kicks (see virtqueue_set_notification) */
+    gint inflight;     /* chains popped and not pushed yet */
+    uint16_t mig_last_avail_idx; /* last_avail_idx as migrated: less the chains still held */
     int notify_fd;
     bool notify_fd_taken;
     guint watch;
@@ -49,6 +53,7 @@ static void queue_reset(VirtQueue *vq)
     vq->last_avail_idx = vq->used_idx = vq->signalled_used = 0;
     vq->signalled_used_valid = false;
     vq->notification = true;
+    g_atomic_int_set(&vq->inflight, 0);
     uint64_t n;
     while (read(vq->notify_fd, &n, sizeof(n)) == sizeof(n)) {
     }
@@ -265,6 +270,7 @@ void virtqueue_enable(VirtQueue *vq)
     vq->last_avail_idx = vq->used_idx = vq->signalled_used = 0;
     vq->signalled_used_valid = false;
     vq->notification = true;
+    g_atomic_int_set(&vq->inflight, 0);
 }
 
 void virtqueue_handle_notify(VirtQueue *vq)
@@ -431,6 +437,7 @@ VirtQueueElement *virtqueue_pop(VirtQueue *vq)
     }
     uint16_t head = __atomic_load_n(&vq->avail->ring[vq->last_avail_idx % vq->cfg.size], __ATOMIC_RELAXED);
     vq->last_avail_idx++;
+    g_atomic_int_inc(&vq->inflight);
     if (vq->notification && virtio_has_feature(vdev, VIRTIO_RING_F_EVENT_IDX)) {
         __atomic_store_n(avail_event(vq), vq->last_avail_idx, __ATOMIC_RELAXED);
         used_ring_written(vq);
@@ -472,6 +479,7 @@ void virtqueue_push(VirtQueue *vq, VirtQueueElement *elem, uint32_t len)
         vq->used_idx++;
         __atomic_store_n(&vq->used->idx, vq->used_idx, __ATOMIC_RELEASE);
         used_ring_written(vq);
+        g_atomic_int_add(&vq->inflight, -1);
     }
     g_mutex_unlock(&vq->lock);
     g_free(elem);
@@ -502,4 +510,158 @@ void virtqueue_notify(VirtQueue *vq)
     if (need) {
         vdev->transport->notify(vdev, vector, VIRTIO_ISR_QUEUE);
     }
+}
+
+/* ---- migration ---- */
+
+static bool load_error(GError **err, const char *what, const char *field, const char *fmt, ...) G_GNUC_PRINTF(4, 5);
+
+static bool load_error(GError **err, const char *what, const char *field, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    g_autofree char *why = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "device state '%s', field %s: %s", what, field, why);
+    return false;
+}
+
+/*
+ * A chain the device popped but has not used yet (a receive buffer waiting
+ * for input) goes back to the ring in the stream: the destination pops it
+ * again. Devices hold at most their latest chains; virtio-blk's in-flight
+ * requests complete in its quiesce hook before this.
+ */
+static bool vq_pre_save(void *opaque, GError **err)
+{
+    VirtQueue *vq = opaque;
+    vq->mig_last_avail_idx = vq->last_avail_idx - (uint16_t)g_atomic_int_get(&vq->inflight);
+    return true;
+}
+
+static bool vq_post_load(void *opaque, int version, GError **err)
+{
+    VirtQueue *vq = opaque;
+    VirtioDevice *vdev = vq->vdev;
+    Machine *m = vdev->machine;
+    g_autofree char *what = g_strdup_printf("%s queue %u", vdev->name, vq->index);
+    bool enabled = vq->cfg.enabled;
+    uint16_t n = vq->cfg.size;
+    /* Until every check passed the queue is not ready (no host view of the rings). */
+    vq->cfg.enabled = false;
+    vq->desc = NULL;
+    vq->avail = NULL;
+    vq->used = NULL;
+    g_atomic_int_set(&vq->inflight, 0);
+    vq->last_avail_idx = vq->mig_last_avail_idx;
+    if (!enabled) {
+        return true;
+    }
+    if (!n || n > vq->max_size || (n & (n - 1))) {
+        return load_error(err, what, "size", "%u is not a power of two up to %u", n, vq->max_size);
+    }
+    if ((uint16_t)(vq->last_avail_idx - vq->used_idx) > n) {
+        return load_error(err, what, "used_idx", "%u is more than the queue size behind the available index %u",
+                          vq->used_idx, vq->last_avail_idx);
+    }
+    struct vring_desc *desc = m->gpa_to_hva(m, vq->cfg.desc, 16ULL * n);
+    struct vring_avail *avail = m->gpa_to_hva(m, vq->cfg.avail, 6 + 2ULL * n);
+    struct vring_used *used = m->gpa_to_hva(m, vq->cfg.used, 6 + 8ULL * n);
+    if (!desc || !avail || !used || (vq->cfg.desc & 15) || (vq->cfg.avail & 1) || (vq->cfg.used & 3)) {
+        return load_error(err, what, "cfg", "rings at 0x%" G_GINT64_MODIFIER "x/0x%" G_GINT64_MODIFIER
+                          "x/0x%" G_GINT64_MODIFIER "x are not aligned guest RAM",
+                          vq->cfg.desc, vq->cfg.avail, vq->cfg.used);
+    }
+    vq->desc = desc;
+    vq->avail = avail;
+    vq->used = used;
+    vq->cfg.enabled = true;
+    return true;
+}
+
+static const VMStateField vq_config_fields[] = {
+    VMSTATE_UINT16(VirtQueueConfig, size),
+    VMSTATE_UINT16(VirtQueueConfig, vector),
+    VMSTATE_BOOL(VirtQueueConfig, enabled),
+    VMSTATE_UINT64(VirtQueueConfig, desc),
+    VMSTATE_UINT64(VirtQueueConfig, avail),
+    VMSTATE_UINT64(VirtQueueConfig, used),
+    VMSTATE_END,
+};
+
+static const VMStateDescription vq_config_vmsd = {
+    .name = "virtqueue/config",
+    .version = 1,
+    .minimum_version = 1,
+    .fields = vq_config_fields,
+};
+
+static const VMStateField vq_fields[] = {
+    VMSTATE_STRUCT(VirtQueue, cfg, vq_config_vmsd, VirtQueueConfig),
+    VMSTATE_UINT16(VirtQueue, mig_last_avail_idx),
+    VMSTATE_UINT16(VirtQueue, used_idx),
+    VMSTATE_UINT16(VirtQueue, signalled_used),
+    VMSTATE_BOOL(VirtQueue, signalled_used_valid),
+    VMSTATE_BOOL(VirtQueue, notification),
+    VMSTATE_END,
+};
+
+const VMStateDescription virtqueue_vmsd = {
+    .name = "virtqueue",
+    .version = 1,
+    .minimum_version = 1,
+    .fields = vq_fields,
+    .pre_save = vq_pre_save,
+    .post_load = vq_post_load,
+};
+
+static bool vdev_post_load(void *opaque, int version, GError **err)
+{
+    VirtioDevice *vdev = opaque;
+    bool ok = true;
+    if (vdev->features & ~vdev->host_features) {
+        ok = load_error(err, vdev->name, "features",
+                        "0x%" G_GINT64_MODIFIER "x has bits this device does not offer (0x%" G_GINT64_MODIFIER "x)",
+                        vdev->features, vdev->host_features);
+    } else if ((uint32_t)vdev->broken > 1) {
+        ok = load_error(err, vdev->name, "broken", "%d is not a boolean", vdev->broken);
+    }
+    if (!ok) {
+        /* Not started, and nothing half-loaded stays for a driver to see. */
+        vdev->status = 0;
+        vdev->guest_features = vdev->features = 0;
+        vdev->broken = 0;
+    }
+    return ok;
+}
+
+static const VMStateField vdev_fields[] = {
+    VMSTATE_UINT8(VirtioDevice, status),
+    VMSTATE_UINT64(VirtioDevice, guest_features),
+    VMSTATE_UINT64(VirtioDevice, features),
+    VMSTATE_UINT16(VirtioDevice, config_vector),
+    VMSTATE_UINT32(VirtioDevice, config_generation),
+    VMSTATE_UINT32(VirtioDevice, broken),
+    VMSTATE_END,
+};
+
+const VMStateDescription virtio_device_vmsd = {
+    .name = "virtio",
+    .version = 1,
+    .minimum_version = 1,
+    .fields = vdev_fields,
+    .post_load = vdev_post_load,
+};
+
+bool virtio_device_resume(VirtioDevice *vdev, GError **err)
+{
+    if ((vdev->status & VIRTIO_CONFIG_S_DRIVER_OK) && !vdev->started && !virtio_device_is_broken(vdev)) {
+        start(vdev);
+    }
+    return true;
+}
+
+bool virtio_device_post_load(void *opaque, int version, GError **err)
+{
+    return virtio_device_resume(opaque, err);
 }

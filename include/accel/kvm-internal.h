@@ -3,11 +3,22 @@
 #include "accel/kvm.h"
 #include <pthread.h>
 
+/* A memory slot as last given to KVM. */
+typedef struct KvmSlot {
+    uint64_t gpa, size;
+    void *hva;
+    uint32_t flags;
+} KvmSlot;
+
+#define KVM_MAX_RAM_SLOTS 8
+
 struct KvmVm {
     Machine *machine;
     int sys_fd, vm_fd;
     int run_size;
     unsigned nr_slots, max_slots;
+    KvmSlot slots[KVM_MAX_RAM_SLOTS];
+    bool manual_protect; /* KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 enabled */
     /* The GSI routing table as last given to KVM: irqchip pins, then MSI routes. */
     struct kvm_irq_routing_entry *routes;
     unsigned nr_routes, max_routes;

@@ -25,6 +25,15 @@ int kvm_vm_check_extension(KvmVm *vm, unsigned cap);
 /* Map @size bytes of host memory at @hva as guest-physical @gpa. */
 bool kvm_vm_add_ram(KvmVm *vm, uint64_t gpa, uint64_t size, void *hva, GError **err);
 
+/*
+ * Dirty page logging of every RAM slot (live migration). sync calls @fn
+ * for each slot with the pages written since the last sync (a bit per 4 KiB
+ * page from @hva) and protects them again, so later writes show next time.
+ */
+bool kvm_vm_dirty_log_start(KvmVm *vm, GError **err);
+bool kvm_vm_dirty_log_sync(KvmVm *vm, MachineDirtyFn fn, void *opaque, GError **err);
+void kvm_vm_dirty_log_stop(KvmVm *vm);
+
 /* x86: in-kernel PIC + IOAPIC + PIT, with ISA IRQ 0 routed to IOAPIC pin 2. */
 bool kvm_vm_create_x86_irqchip(KvmVm *vm, GError **err);
 /* Drive a GSI (level-triggered lines stay set until lowered). */

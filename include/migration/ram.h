@@ -9,6 +9,8 @@
 
 #define RAM_PAGE_SIZE 4096u
 #define RAM_SECTION_PAGES 256u
+#define RAM_SECTION_VERSION 2
+#define RAM_SECTION_BYTES (RAM_SECTION_PAGES * RAM_PAGE_SIZE)
 
 /* One contiguous piece of guest RAM, named so a stream can say which. */
 typedef struct RamBlock {
@@ -39,17 +41,22 @@ typedef struct RamStats {
 
 /*
  * Write pages [first, first + count) of @block (count <= RAM_SECTION_PAGES)
- * as one section; @stats (may be NULL) accumulates.
+ * as one section, copying them through @scratch (RAM_SECTION_BYTES) so a
+ * running guest cannot change them between checksum and send; @stats (may
+ * be NULL) accumulates.
  */
-void ram_save_pages(MigWriter *w, const RamBlock *block, uint64_t first, unsigned count, RamStats *stats);
-/* Write every page of @blocks. */
-void ram_save_all(MigWriter *w, const RamBlock *blocks, unsigned nblocks, RamStats *stats);
+void ram_save_pages(MigWriter *w, const RamBlock *block, uint64_t first, unsigned count, uint8_t *scratch,
+                    RamStats *stats);
+/* Write every page of @blocks (RamBlock). */
+void ram_save_all(MigWriter *w, GPtrArray *blocks, RamStats *stats);
 /*
- * Apply a RAM section to the block of the same name in @blocks. @fresh says
- * the destination is still all zero (a new process), so zero pages need no
- * write. Fails naming the block and page on anything malformed.
+ * Read the payload of RAM section @s (its header just read from @r) into
+ * the block of the same name in @blocks (RamBlock), checking its CRC. Data
+ * pages are read straight into guest RAM; a zero page is written only where
+ * the destination's page is not already zero, so a restore never touches
+ * memory the guest never used. Fails naming the block and page on anything
+ * malformed; guest RAM may then hold part of the section.
  */
-bool ram_load_section(const MigSection *s, const RamBlock *blocks, unsigned nblocks, bool fresh, RamStats *stats,
-                      GError **err);
+bool ram_load_section(MigReader *r, const MigSection *s, GPtrArray *blocks, RamStats *stats, GError **err);
 /* Whether a page is all zero (fast: word at a time). */
 bool ram_page_is_zero(const uint8_t *page);

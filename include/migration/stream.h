@@ -9,6 +9,7 @@
 #include <glib.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #define MIG_STREAM_MAGIC "VIREOVM\n"
 #define MIG_STREAM_VERSION 1
@@ -31,6 +32,24 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(MigWriter, mig_writer_free)
 void mig_write_header(MigWriter *w, const char *fingerprint);
 void mig_write_section(MigWriter *w, MigSectionKind kind, const char *name, uint32_t instance, uint32_t version,
                        const void *payload, size_t len);
+/* The same with the payload in pieces, written without copying them where it is large. */
+void mig_write_section_iov(MigWriter *w, MigSectionKind kind, const char *name, uint32_t instance,
+                           uint32_t version, const struct iovec *payload, unsigned n);
+/*
+ * A section whose CRC the caller computes as it produces the payload (guest
+ * pages copied out of a running guest: the CRC must be of the copy that is
+ * sent, not of memory the guest may change meanwhile). mig_section_begin
+ * builds the header for @len payload bytes and returns the CRC over it;
+ * continue that CRC over the payload in order, then mig_section_write.
+ */
+typedef struct MigSectionHeader {
+    uint8_t bytes[2 + 255 + 12];
+    unsigned len;
+} MigSectionHeader;
+uint32_t mig_section_begin(MigSectionHeader *h, MigSectionKind kind, const char *name, uint32_t instance,
+                           uint32_t version, size_t len);
+void mig_section_write(MigWriter *w, const MigSectionHeader *h, const struct iovec *payload, unsigned n,
+                       uint32_t crc);
 void mig_write_end(MigWriter *w);
 /* Push buffered bytes out; false with the first write error (sticky) naming the channel. */
 bool mig_writer_flush(MigWriter *w, GError **err);
@@ -41,7 +60,8 @@ typedef struct MigSection {
     MigSectionKind kind;
     char *name;
     uint32_t instance, version;
-    GBytes *payload;
+    uint32_t len;    /* payload bytes */
+    GBytes *payload; /* mig_read_section only */
 } MigSection;
 void mig_section_clear(MigSection *s);
 
@@ -51,6 +71,18 @@ void mig_reader_free(MigReader *r);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(MigReader, mig_reader_free)
 /* Check magic, version and that the stream's fingerprint is @fingerprint. */
 bool mig_read_header(MigReader *r, const char *fingerprint, GError **err);
-/* The next section, its CRC checked; an END section ends the stream. */
+/* The next section with its payload, its CRC checked; an END section ends the stream. */
 bool mig_read_section(MigReader *r, MigSection *s, GError **err);
+/*
+ * The same in steps, for a payload that goes straight where it belongs
+ * (guest RAM): the header, then exactly s->len bytes in pieces, then the end
+ * (which checks every byte was read and the CRC). What the pieces were
+ * read into is only trustworthy once mig_read_section_end succeeded.
+ */
+bool mig_read_section_header(MigReader *r, MigSection *s, GError **err);
+/* After the header: the whole payload into s->payload, and the end. */
+bool mig_read_section_payload(MigReader *r, MigSection *s, GError **err);
+bool mig_read_payload(MigReader *r, const MigSection *s, void *p, size_t len, GError **err);
+bool mig_read_payload_iov(MigReader *r, const MigSection *s, const struct iovec *iov, unsigned n, GError **err);
+bool mig_read_section_end(MigReader *r, const MigSection *s, GError **err);
 uint64_t mig_reader_bytes(const MigReader *r);

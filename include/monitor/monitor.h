@@ -5,6 +5,7 @@
  * Everything here runs on the main loop with the big lock held.
  */
 #pragma once
+#include "migration/migration.h"
 #include <glib.h>
 #include <json-glib/json-glib.h>
 #include <stdbool.h>
@@ -40,6 +41,8 @@ typedef struct MonitorVmOps {
                             GError **err);
     /* query-chardev's entry for serial port @index, or NULL past the last one. */
     const char *(*serial_filename)(void *vm, unsigned index);
+    /* The VM's migration (QMP migrate and friends); NULL: commands refuse. */
+    Migration *(*migration)(void *vm);
 } MonitorVmOps;
 
 typedef struct MonitorServer MonitorServer;

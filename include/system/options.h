@@ -59,6 +59,7 @@ typedef struct VmConfig {
     char *display;      /* "none" */
     gboolean nographic, nodefaults, no_reboot, no_shutdown, start_paused;
     char *name, *pidfile;
+    char *incoming;     /* -incoming URI or "defer" */
     GPtrArray *qmp;     /* -qmp addresses, checked by monitor_address_check() */
     GPtrArray *chardevs; /* VmChardev */
     GPtrArray *mons;    /* VmMonitor, each naming one of @chardevs (checked after parsing) */

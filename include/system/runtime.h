@@ -4,6 +4,7 @@
  */
 #pragma once
 #include "hw/core/machine.h"
+#include "migration/migration.h"
 #include "system/options.h"
 #include <json-glib/json-glib.h>
 
@@ -13,6 +14,9 @@ typedef enum {
     RUN_STATE_PAUSED,
     RUN_STATE_SHUTDOWN,  /* guest powered off with -no-shutdown */
     RUN_STATE_INTERNAL_ERROR,
+    RUN_STATE_INMIGRATE,      /* -incoming: waiting for or loading a migration stream */
+    RUN_STATE_FINISH_MIGRATE, /* vCPUs stopped for a migration's switch-over */
+    RUN_STATE_POSTMIGRATE,    /* migrated away: stays paused unless 'cont' */
 } RunState;
 
 typedef struct Runtime Runtime;
@@ -40,6 +44,7 @@ bool runtime_powerdown(Runtime *rt, GError **err); /* press the power button */
 void runtime_with_vcpus_parked(Runtime *rt, void (*fn)(Runtime *rt, void *opaque), void *opaque);
 
 Machine *runtime_machine(Runtime *rt);
+Migration *runtime_migration(Runtime *rt);
 KvmVcpu *runtime_vcpu(Runtime *rt, unsigned index);
 const VmConfig *runtime_config(Runtime *rt);
 unsigned runtime_vcpu_count(Runtime *rt);

@@ -57,6 +57,8 @@ static void load(GBytes *data)
 {
     static uint8_t ram[RAM_PAGES * RAM_PAGE_SIZE];
     RamBlock block = { "pc.ram", ram, sizeof(ram) };
+    g_autoptr(GPtrArray) blocks = g_ptr_array_new();
+    g_ptr_array_add(blocks, &block);
     Dev dev;
     g_autoptr(MigReader) r = mig_reader_new_bytes(data);
     g_autoptr(GError) err = NULL;
@@ -65,13 +67,13 @@ static void load(GBytes *data)
     }
     for (;;) {
         MigSection s;
-        if (!mig_read_section(r, &s, &err)) {
+        if (!mig_read_section_header(r, &s, &err)) {
             return;
         }
         bool ok = true;
         if (s.kind == MIG_SECTION_RAM) {
-            ok = ram_load_section(&s, &block, 1, false, NULL, &err);
-        } else if (s.kind == MIG_SECTION_DEVICE) {
+            ok = ram_load_section(r, &s, blocks, NULL, &err);
+        } else if (s.kind == MIG_SECTION_DEVICE && (ok = mig_read_section_payload(r, &s, &err))) {
             gsize len;
             const uint8_t *p = g_bytes_get_data(s.payload, &len);
             ok = vmstate_load(&dev_vmsd, &dev, s.version, p, len, &err);

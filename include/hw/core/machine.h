@@ -24,6 +24,7 @@ typedef enum {
 
 typedef struct Machine Machine;
 typedef struct KvmVcpu KvmVcpu;
+typedef void (*MachineDirtyFn)(void *hva, uint64_t pages, const uint64_t *bitmap, void *opaque);
 typedef struct VmConfig VmConfig;
 
 struct Machine {
@@ -55,6 +56,14 @@ struct Machine {
     void (*msi_unbind)(Machine *m, int handle, int fd);
     void (*send_msi)(Machine *m, uint64_t addr, uint32_t data);
     bool (*ioeventfd)(Machine *m, int fd, uint64_t addr, unsigned len, bool assign, GError **err);
+    /*
+     * The log of guest pages the vCPUs write, for live migration (NULL
+     * where there is none). sync calls @fn for each piece of RAM with a bit
+     * per 4 KiB page written since the last sync, from host address @hva.
+     */
+    bool (*dirty_log_start)(Machine *m, GError **err);
+    bool (*dirty_log_sync)(Machine *m, MachineDirtyFn fn, void *opaque, GError **err);
+    void (*dirty_log_stop)(Machine *m);
     gint pending_shutdown, pending_reset; /* posted ShutdownCause, NONE if none */
     /* What a migration saves (include/migration/vmstate.h, ram.h). */
     GPtrArray *vmstate_entries; /* VMStateEntry, in save order */

@@ -27,3 +27,11 @@ bool msix_enabled(PciMsix *msix);
 unsigned msix_nvectors(PciMsix *msix);
 /* Raise @vector; any thread. Out-of-range vectors are ignored. */
 void msix_notify(PciMsix *msix, unsigned vector);
+
+typedef struct VMStateDescription VMStateDescription;
+/*
+ * The vector table and pending bits (opaque: the PciMsix). Load it after
+ * the function's configuration space (the enable bits live there): it binds
+ * every live vector again and latches the masked ones.
+ */
+extern const VMStateDescription msix_vmsd;

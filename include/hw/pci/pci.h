@@ -121,7 +121,20 @@ struct PciDevice {
     uint8_t cap_last; /* offset of the last capability, 0 if none */
     bool intx_level;  /* what the device drives, before INTX_DISABLE */
     bool intx_asserted; /* what the bus has counted */
+    /* The configuration space as migrated: checked against ours before it is applied. */
+    uint8_t mig_config[PCI_CONFIG_SIZE];
 };
+
+typedef struct VMStateDescription VMStateDescription;
+/*
+ * A function's configuration space, for nesting in its device's state
+ * (VMSTATE_STRUCT of the embedded PciDevice). Loading refuses a function
+ * whose identity or read-only bits differ, then maps the BARs where the
+ * guest programmed them and drives INTx as the status register says.
+ */
+extern const VMStateDescription pci_device_vmsd;
+/* "BB:DD.F/@model", the section id of a function's state. */
+char *pci_device_state_id(const PciDevice *dev, const char *model);
 
 /*
  * Where pci_bus_assign_resources() may place BARs: [start, end) per kind; an

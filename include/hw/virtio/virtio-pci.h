@@ -19,5 +19,16 @@ typedef struct VirtioPci VirtioPci;
  */
 VirtioPci *virtio_pci_new(const DeviceContext *ctx, uint8_t devfn, VirtioDevice *vdev, const char *name,
                           uint32_t class_code, GError **err);
+/*
+ * Make the function part of the machine's migration stream, as sections
+ * "BB:DD.F/<name>" (configuration space and transport registers), then
+ * ".../msix", ".../vq" (instance = queue index) and last ".../device":
+ * @dev_vmsd of @dev_opaque, the device's own state with its VirtioDevice
+ * nested (virtio_device_vmsd). That order is the load order: BARs are
+ * mapped (and queue ioeventfds registered) before MSI-X binds its vectors,
+ * both before the queues' rings are mapped and, last, the device's
+ * post_load starts it (virtio_device_resume). Unregistered by virtio_pci_free.
+ */
+void virtio_pci_register_state(VirtioPci *vp, const VMStateDescription *dev_vmsd, void *dev_opaque);
 /* Stop the device, unbind its interrupts and leave the bus. */
 void virtio_pci_free(VirtioPci *vp);

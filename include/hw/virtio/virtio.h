@@ -150,6 +150,24 @@ bool virtqueue_set_notification(VirtQueue *vq, bool enable);
 bool virtqueue_empty(VirtQueue *vq);
 
 
+/* ---- migration ---- */
+typedef struct VMStateDescription VMStateDescription;
+/* One queue (opaque: the VirtQueue): its layout, indices and notification state; loading maps the rings. */
+extern const VMStateDescription virtqueue_vmsd;
+/*
+ * The core's registers (opaque: the VirtioDevice), for nesting in a device's
+ * own description: VMSTATE_STRUCT(VirtioBlk, vdev, virtio_device_vmsd, VirtioDevice).
+ */
+extern const VMStateDescription virtio_device_vmsd;
+/*
+ * The last step of loading a device, once its queues and its own state are
+ * in: if the driver had set DRIVER_OK, start it (ops->start), so the
+ * device's threads and backends take up where the source left off.
+ */
+bool virtio_device_resume(VirtioDevice *vdev, GError **err);
+/* A post_load for devices with no state of their own and their VirtioDevice first. */
+bool virtio_device_post_load(void *opaque, int version, GError **err);
+
 /* For the transport. */
 typedef struct VirtQueueConfig {
     uint16_t size;

@@ -1,0 +1,829 @@
+/* Migration state machine, threads and QMP side: see include/migration/migration.h. */
+#define G_LOG_DOMAIN "migration"
+#include "migration/migration.h"
+#include "migration/channel.h"
+#include "migration/ram.h"
+#include "migration/stream.h"
+#include "migration/vmstate.h"
+#include "util/error.h"
+#include <string.h>
+
+#define WORD_PAGES 64
+/* QEMU's defaults: 128 MiB/s and 300 ms. */
+#define DEFAULT_MAX_BANDWIDTH (128ULL << 20)
+#define DEFAULT_DOWNTIME_LIMIT_MS 300
+#define MAX_DOWNTIME_LIMIT_MS 2000000
+#define RATE_WINDOW_US 100000
+
+static const char *const status_names[] = {
+    [MIGRATION_STATUS_NONE] = "none",           [MIGRATION_STATUS_SETUP] = "setup",
+    [MIGRATION_STATUS_CANCELLING] = "cancelling", [MIGRATION_STATUS_CANCELLED] = "cancelled",
+    [MIGRATION_STATUS_ACTIVE] = "active",       [MIGRATION_STATUS_DEVICE] = "device",
+    [MIGRATION_STATUS_COMPLETED] = "completed", [MIGRATION_STATUS_FAILED] = "failed",
+};
+
+/*
+ * QEMU's capabilities, so query-migrate-capabilities lists what clients
+ * expect; enabling one Vireo does not implement is refused by name.
+ */
+enum { CAP_EVENTS, CAP_COUNT_SUPPORTED };
+static const char *const capability_names[] = {
+    "events", /* CAP_EVENTS: the only one implemented */
+    "xbzrle", "rdma-pin-all", "auto-converge", "postcopy-ram", "x-colo", "release-ram", "return-path",
+    "pause-before-switchover", "multifd", "dirty-bitmaps", "postcopy-blocktime", "late-block-activate",
+    "x-ignore-shared", "validate-uuid", "background-snapshot", "zero-copy-send", "postcopy-preempt",
+    "switchover-ack", "dirty-limit", "mapped-ram",
+};
+
+typedef struct MigrationStats {
+    int64_t start_us, setup_us, total_us, downtime_us, expected_downtime_ms;
+    uint64_t transferred, normal, duplicate, remaining, total, dirty_syncs, precopy_bytes, downtime_bytes;
+    double mbps, pages_per_second, dirty_pages_rate;
+} MigrationStats;
+
+struct Migration {
+    Machine *m;
+    const MigrationHostOps *ops;
+    void *opaque;
+    char *fingerprint;
+    bool caps[G_N_ELEMENTS(capability_names)];
+    uint64_t max_bandwidth;  /* bytes/s; 0 unlimited */
+    uint64_t downtime_limit; /* ms */
+
+    GMutex mutex; /* status, error and stats: the thread writes, query-migrate reads */
+    MigrationStatus status;
+    char *error;
+    MigrationStats stats;
+
+    GThread *thread;
+    MigChannel *channel;
+    char *uri; /* of the last outgoing migration */
+    gint cancel; /* atomic */
+};
+
+/* The outgoing thread's view of the RAM it still has to send. */
+typedef struct Sender {
+    Migration *ms;
+    MigWriter *w;
+    GPtrArray *blocks;  /* RamBlock, the machine's */
+    uint64_t **to_send; /* per block: a bit per page */
+    RamStats ram;
+    uint8_t *scratch; /* RAM_SECTION_BYTES the pages are copied out through */
+    int64_t window_us;
+    uint64_t window_bytes;
+} Sender;
+
+const char *migration_status_name(MigrationStatus status)
+{
+    return status_names[status];
+}
+
+static int64_t now_us(void)
+{
+    return g_get_monotonic_time();
+}
+
+/* ---- status and events: every event goes out from the main loop, in order ---- */
+
+typedef struct {
+    Migration *ms;
+    char *name;
+    JsonObject *data;
+} PostedEvent;
+
+static gboolean emit_posted(gpointer p)
+{
+    PostedEvent *e = p;
+    if (e->ms->caps[CAP_EVENTS]) {
+        e->ms->ops->event(e->ms->opaque, e->name, e->data);
+    }
+    json_object_unref(e->data);
+    g_free(e->name);
+    g_free(e);
+    return G_SOURCE_REMOVE;
+}
+
+static void post_event(Migration *ms, const char *name, JsonObject *data)
+{
+    PostedEvent *e = g_new(PostedEvent, 1);
+    *e = (PostedEvent){ ms, g_strdup(name), data };
+    g_idle_add(emit_posted, e); /* the priority the runtime passes its events at: they stay in order */
+}
+
+static void set_status(Migration *ms, MigrationStatus status)
+{
+    g_mutex_lock(&ms->mutex);
+    ms->status = status;
+    g_mutex_unlock(&ms->mutex);
+    JsonObject *data = json_object_new();
+    json_object_set_string_member(data, "status", status_names[status]);
+    post_event(ms, "MIGRATION", data);
+}
+
+MigrationStatus migration_status(Migration *ms)
+{
+    g_mutex_lock(&ms->mutex);
+    MigrationStatus s = ms->status;
+    g_mutex_unlock(&ms->mutex);
+    return s;
+}
+
+bool migration_is_active(Migration *ms)
+{
+    MigrationStatus s = migration_status(ms);
+    return s == MIGRATION_STATUS_SETUP || s == MIGRATION_STATUS_ACTIVE || s == MIGRATION_STATUS_DEVICE ||
+           s == MIGRATION_STATUS_CANCELLING;
+}
+
+static bool cancelled(Migration *ms)
+{
+    return g_atomic_int_get(&ms->cancel);
+}
+
+/* ---- construction ---- */
+
+Migration *migration_new(Machine *m, const char *config, const MigrationHostOps *ops, void *opaque)
+{
+    Migration *ms = g_new0(Migration, 1);
+    ms->m = m;
+    ms->ops = ops;
+    ms->opaque = opaque;
+    ms->max_bandwidth = DEFAULT_MAX_BANDWIDTH;
+    ms->downtime_limit = DEFAULT_DOWNTIME_LIMIT_MS;
+    g_mutex_init(&ms->mutex);
+    /*
+     * The configuration, then every RAM block with its size and every
+     * registered section: anything a load depends on that differs shows.
+     */
+    GString *f = g_string_new(config);
+    for (guint i = 0; m->ram_blocks && i < m->ram_blocks->len; i++) {
+        const RamBlock *b = g_ptr_array_index(m->ram_blocks, i);
+        g_string_append_printf(f, " ram:%s=%" G_GUINT64_FORMAT, b->name, b->size);
+    }
+    for (guint i = 0; m->vmstate_entries && i < m->vmstate_entries->len; i++) {
+        const VMStateEntry *e = g_ptr_array_index(m->vmstate_entries, i);
+        g_string_append_printf(f, " %s/%u", e->id, e->instance);
+    }
+    ms->fingerprint = g_string_free(f, FALSE);
+    return ms;
+}
+
+void migration_free(Migration *ms)
+{
+    if (!ms) {
+        return;
+    }
+    /* A running thread would outlive us: the process is exiting, and it dies with it. */
+    g_free(ms->fingerprint);
+    g_free(ms->error);
+    g_free(ms->uri);
+    g_free(ms);
+}
+
+const char *migration_fingerprint(Migration *ms)
+{
+    return ms->fingerprint;
+}
+
+/* ---- outgoing: RAM ---- */
+
+static RamBlock *block_of(Sender *s, const void *hva, unsigned *index)
+{
+    for (guint i = 0; i < s->blocks->len; i++) {
+        RamBlock *b = g_ptr_array_index(s->blocks, i);
+        if ((const uint8_t *)hva >= b->host && (const uint8_t *)hva < b->host + b->size) {
+            *index = i;
+            return b;
+        }
+    }
+    return NULL;
+}
+
+/* KVM's log of one memory slot, into the pages to send. */
+static void take_kvm_dirty(void *hva, uint64_t pages, const uint64_t *bitmap, void *opaque)
+{
+    Sender *s = opaque;
+    unsigned bi;
+    RamBlock *b = block_of(s, hva, &bi);
+    if (!b) {
+        return;
+    }
+    uint64_t *to_send = s->to_send[bi];
+    uint64_t base = (uint64_t)((uint8_t *)hva - b->host) / RAM_PAGE_SIZE;
+    for (uint64_t w = 0; w < (pages + 63) / 64; w++) {
+        for (uint64_t bits = bitmap[w]; bits; bits &= bits - 1) {
+            uint64_t page = base + w * 64 + __builtin_ctzll(bits);
+            to_send[page / 64] |= 1ULL << (page % 64);
+        }
+    }
+}
+
+static uint64_t count_to_send(Sender *s)
+{
+    uint64_t n = 0;
+    for (guint i = 0; i < s->blocks->len; i++) {
+        const RamBlock *b = g_ptr_array_index(s->blocks, i);
+        for (uint64_t w = 0; w < (b->size / RAM_PAGE_SIZE + 63) / 64; w++) {
+            n += __builtin_popcountll(s->to_send[i][w]);
+        }
+    }
+    return n;
+}
+
+/* What the vCPUs (KVM's log) and Vireo's devices (ram_mark_dirty) wrote since the last sync. */
+static bool sync_dirty(Sender *s, GError **err)
+{
+    Machine *m = s->ms->m;
+    if (m->dirty_log_sync && !m->dirty_log_sync(m, take_kvm_dirty, s, err)) {
+        return false;
+    }
+    for (guint i = 0; i < s->blocks->len; i++) {
+        RamBlock *b = g_ptr_array_index(s->blocks, i);
+        for (uint64_t w = 0; w < (b->size / RAM_PAGE_SIZE + 63) / 64; w++) {
+            s->to_send[i][w] |= __atomic_exchange_n(&b->written[w], 0, __ATOMIC_RELAXED);
+        }
+    }
+    g_mutex_lock(&s->ms->mutex);
+    s->ms->stats.dirty_syncs++;
+    s->ms->stats.remaining = count_to_send(s) * RAM_PAGE_SIZE;
+    g_mutex_unlock(&s->ms->mutex);
+    return true;
+}
+
+/* Sleep off whatever max-bandwidth says was sent too fast; cancel cuts it short. */
+static void rate_limit(Sender *s)
+{
+    uint64_t bw = __atomic_load_n(&s->ms->max_bandwidth, __ATOMIC_RELAXED);
+    uint64_t sent = mig_writer_bytes(s->w) - s->window_bytes;
+    int64_t elapsed = now_us() - s->window_us;
+    if (!bw) {
+        return;
+    }
+    int64_t due = (int64_t)(sent * 1000000 / bw);
+    if (due > elapsed && !cancelled(s->ms)) {
+        g_usleep(MIN(due - elapsed, RATE_WINDOW_US));
+    }
+    if (now_us() - s->window_us >= RATE_WINDOW_US) {
+        s->window_us = now_us();
+        s->window_bytes = mig_writer_bytes(s->w);
+    }
+}
+
+static void update_ram_stats(Sender *s)
+{
+    MigrationStats *st = &s->ms->stats;
+    g_mutex_lock(&s->ms->mutex);
+    st->transferred = mig_writer_bytes(s->w);
+    st->duplicate = s->ram.zero_pages;
+    st->normal = s->ram.pages - s->ram.zero_pages;
+    g_mutex_unlock(&s->ms->mutex);
+}
+
+/*
+ * Send every page marked in to_send, a section (up to RAM_SECTION_PAGES
+ * aligned pages, from the first marked to the last) at a time, clearing
+ * the marks. @limited: honour max-bandwidth (not once the vCPUs are stopped).
+ */
+static bool send_marked(Sender *s, bool limited, GError **err)
+{
+    const unsigned words = RAM_SECTION_PAGES / WORD_PAGES;
+    for (guint bi = 0; bi < s->blocks->len; bi++) {
+        const RamBlock *b = g_ptr_array_index(s->blocks, bi);
+        uint64_t pages = b->size / RAM_PAGE_SIZE;
+        uint64_t *bits = s->to_send[bi];
+        for (uint64_t first = 0; first < pages; first += RAM_SECTION_PAGES) {
+            uint64_t lo = UINT64_MAX, hi = 0;
+            for (unsigned w = 0; w < words && first + w * WORD_PAGES < pages; w++) {
+                uint64_t v = bits[first / WORD_PAGES + w];
+                if (v) {
+                    lo = MIN(lo, first + w * WORD_PAGES + __builtin_ctzll(v));
+                    hi = first + w * WORD_PAGES + 63 - __builtin_clzll(v);
+                    bits[first / WORD_PAGES + w] = 0;
+                }
+            }
+            if (lo == UINT64_MAX) {
+                continue;
+            }
+            ram_save_pages(s->w, b, lo, (unsigned)(hi - lo + 1), s->scratch, &s->ram);
+            if (cancelled(s->ms)) {
+                g_set_error(err, VIREO_ERROR, VIREO_ERROR_FAILED, "cancelled");
+                return false;
+            }
+            if (!mig_writer_flush(s->w, err)) {
+                return false;
+            }
+            update_ram_stats(s);
+            if (limited) {
+                rate_limit(s);
+            }
+        }
+    }
+    return true;
+}
+
+static bool save_devices(Migration *ms, MigWriter *w, GError **err)
+{
+    Machine *m = ms->m;
+    for (guint i = 0; m->vmstate_entries && i < m->vmstate_entries->len; i++) {
+        const VMStateEntry *e = g_ptr_array_index(m->vmstate_entries, i);
+        g_autoptr(GByteArray) buf = g_byte_array_new();
+        if (!vmstate_save(e->vmsd, e->opaque, buf, err)) {
+            g_prefix_error(err, "saving %s/%u: ", e->id, e->instance);
+            return false;
+        }
+        mig_write_section(w, MIG_SECTION_DEVICE, e->id, e->instance, e->vmsd->version, buf->data, buf->len);
+    }
+    return true;
+}
+
+static void quiesce_devices(Machine *m)
+{
+    for (guint i = 0; m->vmstate_entries && i < m->vmstate_entries->len; i++) {
+        const VMStateEntry *e = g_ptr_array_index(m->vmstate_entries, i);
+        if (e->vmsd->quiesce) {
+            e->vmsd->quiesce(e->opaque);
+        }
+    }
+}
+
+/* With the big lock held (a reset replaces the KVM VM under it). */
+static void stop_tracking(Migration *ms, bool *tracking)
+{
+    if (*tracking) {
+        g_atomic_int_set(&ms->m->dirty_tracking, 0);
+        if (ms->m->dirty_log_stop) {
+            ms->m->dirty_log_stop(ms->m);
+        }
+        *tracking = false;
+    }
+}
+
+static bool start_tracking(Migration *ms, Sender *s, GError **err)
+{
+    Machine *m = ms->m;
+    g_mutex_lock(&m->lock);
+    for (guint i = 0; i < s->blocks->len; i++) {
+        RamBlock *b = g_ptr_array_index(s->blocks, i);
+        memset(b->written, 0, (b->size / RAM_PAGE_SIZE + 63) / 64 * 8);
+    }
+    g_atomic_int_set(&m->dirty_tracking, 1);
+    bool ok = !m->dirty_log_start || m->dirty_log_start(m, err);
+    if (!ok) {
+        g_atomic_int_set(&m->dirty_tracking, 0);
+    }
+    g_mutex_unlock(&m->lock);
+    return ok;
+}
+
+/*
+ * The iterations: everything once, then what was written meanwhile, until
+ * the rest would go within the downtime limit at the bandwidth just seen.
+ */
+static bool precopy(Sender *s, GError **err)
+{
+    Migration *ms = s->ms;
+    for (unsigned pass = 1;; pass++) {
+        int64_t t0 = now_us();
+        uint64_t b0 = mig_writer_bytes(s->w);
+        uint64_t pages0 = s->ram.pages;
+        if (!send_marked(s, true, err) || !sync_dirty(s, err)) {
+            return false;
+        }
+        JsonObject *data = json_object_new();
+        json_object_set_int_member(data, "pass", pass);
+        post_event(ms, "MIGRATION_PASS", data);
+
+        int64_t dt = MAX(now_us() - t0, 1);
+        double bytes_per_ms = (double)(mig_writer_bytes(s->w) - b0) * 1000.0 / dt;
+        g_mutex_lock(&ms->mutex);
+        uint64_t remaining = ms->stats.remaining;
+        ms->stats.mbps = bytes_per_ms * 8.0 / 1000.0;
+        ms->stats.pages_per_second = (double)(s->ram.pages - pages0) * 1e6 / dt;
+        ms->stats.dirty_pages_rate = (double)(remaining / RAM_PAGE_SIZE) * 1e6 / dt;
+        ms->stats.expected_downtime_ms = bytes_per_ms > 0 ? (int64_t)(remaining / bytes_per_ms) : 0;
+        uint64_t expected = ms->stats.expected_downtime_ms;
+        g_mutex_unlock(&ms->mutex);
+        if (remaining == 0 || expected <= __atomic_load_n(&ms->downtime_limit, __ATOMIC_RELAXED)) {
+            return true;
+        }
+    }
+}
+
+static gboolean reap_thread(gpointer p)
+{
+    g_thread_join(p);
+    return G_SOURCE_REMOVE;
+}
+
+static void fail(Migration *ms, GError *err)
+{
+    g_mutex_lock(&ms->mutex);
+    g_free(ms->error);
+    ms->error = g_strdup(err->message);
+    g_mutex_unlock(&ms->mutex);
+    g_warning("migration to %s failed: %s", ms->uri, err->message);
+}
+
+static gpointer outgoing_thread(gpointer p)
+{
+    Migration *ms = p;
+    Machine *m = ms->m;
+    g_autoptr(GError) err = NULL;
+    g_autoptr(MigWriter) w = mig_writer_new(mig_channel_fd(ms->channel));
+    g_autofree uint8_t *scratch = g_malloc(RAM_SECTION_BYTES);
+    Sender s = { .ms = ms, .w = w, .blocks = m->ram_blocks, .scratch = scratch, .window_us = now_us() };
+    s.to_send = g_new0(uint64_t *, s.blocks->len);
+    for (guint i = 0; i < s.blocks->len; i++) {
+        const RamBlock *b = g_ptr_array_index(s.blocks, i);
+        uint64_t words = (b->size / RAM_PAGE_SIZE + 63) / 64;
+        s.to_send[i] = g_new(uint64_t, words);
+        memset(s.to_send[i], 0xff, words * 8);
+        if (b->size / RAM_PAGE_SIZE % 64) {
+            s.to_send[i][words - 1] = (1ULL << (b->size / RAM_PAGE_SIZE % 64)) - 1;
+        }
+    }
+    bool tracking = false, stopped = false, was_running = false, ok;
+
+    /* Devices write guest RAM even while the vCPUs are paused (a packet arriving): always track. */
+    mig_write_header(w, ms->fingerprint);
+    ok = start_tracking(ms, &s, &err);
+    tracking = ok;
+    if (ok) {
+        g_mutex_lock(&ms->mutex);
+        ms->stats.setup_us = now_us() - ms->stats.start_us;
+        g_mutex_unlock(&ms->mutex);
+        set_status(ms, MIGRATION_STATUS_ACTIVE);
+        ok = precopy(&s, &err);
+    }
+    if (ok) {
+        g_mutex_lock(&m->lock);
+        was_running = ms->ops->stop(ms->opaque);
+        stopped = true;
+        int64_t downtime_start = now_us();
+        uint64_t bytes0 = mig_writer_bytes(w);
+        set_status(ms, MIGRATION_STATUS_DEVICE);
+        quiesce_devices(m);
+        ok = sync_dirty(&s, &err) && send_marked(&s, false, &err) && save_devices(ms, w, &err);
+        if (ok) {
+            mig_write_end(w);
+            ok = mig_writer_flush(w, &err);
+        }
+        stop_tracking(ms, &tracking);
+        g_mutex_unlock(&m->lock);
+        if (ok) {
+            ok = mig_channel_close(g_steal_pointer(&ms->channel), true, &err);
+        }
+        g_mutex_lock(&ms->mutex);
+        ms->stats.downtime_us = now_us() - downtime_start;
+        ms->stats.downtime_bytes = mig_writer_bytes(w) - bytes0;
+        ms->stats.precopy_bytes = bytes0;
+        g_mutex_unlock(&ms->mutex);
+    }
+    update_ram_stats(&s);
+    bool was_cancelled = cancelled(ms);
+    if (!ok && !was_cancelled) {
+        fail(ms, err);
+    }
+    mig_channel_close(g_steal_pointer(&ms->channel), false, NULL);
+
+    g_mutex_lock(&m->lock);
+    stop_tracking(ms, &tracking);
+    ms->ops->outgoing_done(ms->opaque, ok, stopped && was_running && !ok);
+    g_mutex_unlock(&m->lock);
+    g_mutex_lock(&ms->mutex);
+    ms->stats.total_us = now_us() - ms->stats.start_us;
+    ms->stats.remaining = ok ? 0 : ms->stats.remaining;
+    g_mutex_unlock(&ms->mutex);
+    set_status(ms, ok ? MIGRATION_STATUS_COMPLETED : was_cancelled ? MIGRATION_STATUS_CANCELLED
+                                                                   : MIGRATION_STATUS_FAILED);
+    for (guint i = 0; i < s.blocks->len; i++) {
+        g_free(s.to_send[i]);
+    }
+    g_free(s.to_send);
+    g_idle_add(reap_thread, g_thread_self());
+    return NULL;
+}
+
+bool migration_start(Migration *ms, const char *uri, int fd, GError **err)
+{
+    if (migration_is_active(ms)) {
+        g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "There's a migration process in progress");
+        return false;
+    }
+    if (!ms->m->ram_blocks) {
+        g_set_error(err, VIREO_ERROR, VIREO_ERROR_UNSUPPORTED, "this machine has no RAM to migrate");
+        return false;
+    }
+    ms->channel = mig_channel_open(uri, MIG_CHANNEL_OUT, fd, err);
+    if (!ms->channel) {
+        return false;
+    }
+    g_atomic_int_set(&ms->cancel, 0);
+    g_free(ms->uri);
+    ms->uri = g_strdup(uri);
+    g_mutex_lock(&ms->mutex);
+    g_clear_pointer(&ms->error, g_free);
+    ms->stats = (MigrationStats){ .start_us = now_us() };
+    for (guint i = 0; i < ms->m->ram_blocks->len; i++) {
+        ms->stats.total += ((const RamBlock *)g_ptr_array_index(ms->m->ram_blocks, i))->size;
+    }
+    ms->stats.remaining = ms->stats.total;
+    g_mutex_unlock(&ms->mutex);
+    set_status(ms, MIGRATION_STATUS_SETUP);
+    ms->thread = g_thread_new("migration", outgoing_thread, ms);
+    return true;
+}
+
+void migration_cancel(Migration *ms)
+{
+    MigrationStatus s = migration_status(ms);
+    if (s != MIGRATION_STATUS_SETUP && s != MIGRATION_STATUS_ACTIVE) {
+        return; /* as QEMU: nothing to cancel is no error; the switch-over is too late to stop */
+    }
+    g_atomic_int_set(&ms->cancel, 1);
+    set_status(ms, MIGRATION_STATUS_CANCELLING);
+    if (ms->channel) {
+        mig_channel_shutdown(ms->channel);
+    }
+}
+
+/* ---- incoming ---- */
+
+static bool device_known(Migration *ms, const MigSection *sec, GError **err)
+{
+    if (!vmstate_find(ms->m, sec->name, sec->instance)) {
+        g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID,
+                    "the migration stream has state for device '%s' instance %u, which this VM has not", sec->name,
+                    sec->instance);
+        return false;
+    }
+    return true;
+}
+
+static bool load_device(Migration *ms, const MigSection *sec, GError **err)
+{
+    const VMStateEntry *e = vmstate_find(ms->m, sec->name, sec->instance);
+    if (!device_known(ms, sec, err)) {
+        return false;
+    }
+    gsize len;
+    const uint8_t *p = g_bytes_get_data(sec->payload, &len);
+    if (!vmstate_load(e->vmsd, e->opaque, (int)sec->version, p, len, err)) {
+        g_prefix_error(err, "device '%s' instance %u: ", sec->name, sec->instance);
+        return false;
+    }
+    return true;
+}
+
+static bool load_stream(Migration *ms, GPtrArray *devices, GError **err)
+{
+    if (!mig_channel_accept(ms->channel, err)) {
+        return false;
+    }
+    set_status(ms, MIGRATION_STATUS_ACTIVE);
+    g_autoptr(MigReader) r = mig_reader_new_fd(mig_channel_fd(ms->channel));
+    if (!mig_read_header(r, ms->fingerprint, err)) {
+        return false;
+    }
+    RamStats ram = { 0 };
+    for (;;) {
+        MigSection sec;
+        if (!mig_read_section_header(r, &sec, err)) {
+            return false;
+        }
+        bool ok = true;
+        switch (sec.kind) {
+        case MIG_SECTION_END:
+            mig_section_clear(&sec);
+            g_mutex_lock(&ms->mutex);
+            ms->stats.transferred = mig_reader_bytes(r);
+            ms->stats.normal = ram.pages - ram.zero_pages;
+            ms->stats.duplicate = ram.zero_pages;
+            g_mutex_unlock(&ms->mutex);
+            return true;
+        case MIG_SECTION_RAM:
+            ok = ram_load_section(r, &sec, ms->m->ram_blocks, &ram, err);
+            mig_section_clear(&sec);
+            break;
+        case MIG_SECTION_DEVICE:
+            /* Applied at the end, all together, under the big lock (an unknown one is refused now). */
+            ok = device_known(ms, &sec, err) && mig_read_section_payload(r, &sec, err);
+            if (ok) {
+                g_ptr_array_add(devices, g_memdup2(&sec, sizeof(sec)));
+            } else {
+                mig_section_clear(&sec);
+            }
+            break;
+        }
+        if (!ok) {
+            return false;
+        }
+    }
+}
+
+static void free_section(gpointer p)
+{
+    mig_section_clear(p);
+    g_free(p);
+}
+
+static gpointer incoming_thread(gpointer p)
+{
+    Migration *ms = p;
+    g_autoptr(GError) err = NULL;
+    g_autoptr(GPtrArray) devices = g_ptr_array_new_with_free_func(free_section);
+    bool ok = load_stream(ms, devices, &err);
+
+    g_mutex_lock(&ms->m->lock);
+    for (guint i = 0; ok && i < devices->len; i++) {
+        ok = load_device(ms, g_ptr_array_index(devices, i), &err);
+    }
+    mig_channel_close(g_steal_pointer(&ms->channel), ok, NULL);
+    g_mutex_lock(&ms->mutex);
+    ms->stats.total_us = now_us() - ms->stats.start_us;
+    if (!ok) {
+        ms->error = g_strdup(err->message);
+    }
+    g_mutex_unlock(&ms->mutex);
+    set_status(ms, ok ? MIGRATION_STATUS_COMPLETED : MIGRATION_STATUS_FAILED);
+    ms->ops->incoming_done(ms->opaque, ok ? NULL : err);
+    g_mutex_unlock(&ms->m->lock);
+    g_idle_add(reap_thread, g_thread_self());
+    return NULL;
+}
+
+bool migration_incoming(Migration *ms, const char *uri, int fd, GError **err)
+{
+    if (migration_status(ms) != MIGRATION_STATUS_NONE) {
+        g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID,
+                    "The incoming migration has already been started");
+        return false;
+    }
+    ms->channel = mig_channel_open(uri, MIG_CHANNEL_IN, fd, err);
+    if (!ms->channel) {
+        return false;
+    }
+    ms->stats.start_us = now_us();
+    set_status(ms, MIGRATION_STATUS_SETUP);
+    ms->thread = g_thread_new("migration-in", incoming_thread, ms);
+    return true;
+}
+
+/* ---- QMP ---- */
+
+JsonObject *migration_query(Migration *ms)
+{
+    JsonObject *o = json_object_new();
+    g_mutex_lock(&ms->mutex);
+    const MigrationStats *st = &ms->stats;
+    if (ms->status != MIGRATION_STATUS_NONE) {
+        bool done = ms->status == MIGRATION_STATUS_COMPLETED;
+        json_object_set_string_member(o, "status", status_names[ms->status]);
+        json_object_set_int_member(o, "total-time",
+                                   (done || ms->status == MIGRATION_STATUS_FAILED ||
+                                    ms->status == MIGRATION_STATUS_CANCELLED)
+                                       ? st->total_us / 1000
+                                       : (now_us() - st->start_us) / 1000);
+        json_object_set_int_member(o, "setup-time", st->setup_us / 1000);
+        if (done) {
+            json_object_set_int_member(o, "downtime", st->downtime_us / 1000);
+        } else if (ms->status == MIGRATION_STATUS_ACTIVE) {
+            json_object_set_int_member(o, "expected-downtime", st->expected_downtime_ms);
+        }
+        JsonObject *ram = json_object_new();
+        json_object_set_int_member(ram, "transferred", st->transferred);
+        json_object_set_int_member(ram, "remaining", st->remaining);
+        json_object_set_int_member(ram, "total", st->total);
+        json_object_set_int_member(ram, "duplicate", st->duplicate);
+        json_object_set_int_member(ram, "skipped", 0);
+        json_object_set_int_member(ram, "normal", st->normal);
+        json_object_set_int_member(ram, "normal-bytes", st->normal * RAM_PAGE_SIZE);
+        json_object_set_int_member(ram, "dirty-sync-count", st->dirty_syncs);
+        json_object_set_int_member(ram, "page-size", RAM_PAGE_SIZE);
+        json_object_set_double_member(ram, "mbps", st->mbps);
+        json_object_set_double_member(ram, "pages-per-second", st->pages_per_second);
+        json_object_set_double_member(ram, "dirty-pages-rate", st->dirty_pages_rate);
+        json_object_set_int_member(ram, "precopy-bytes", st->precopy_bytes);
+        json_object_set_int_member(ram, "downtime-bytes", st->downtime_bytes);
+        json_object_set_int_member(ram, "postcopy-bytes", 0);
+        json_object_set_int_member(ram, "multifd-bytes", 0);
+        json_object_set_object_member(o, "ram", ram);
+        if (ms->error) {
+            json_object_set_string_member(o, "error-desc", ms->error);
+        }
+    }
+    g_mutex_unlock(&ms->mutex);
+    return o;
+}
+
+static int capability_index(const char *name)
+{
+    for (size_t i = 0; i < G_N_ELEMENTS(capability_names); i++) {
+        if (strcmp(capability_names[i], name) == 0) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+bool migration_set_capabilities(Migration *ms, JsonArray *caps, GError **err)
+{
+    if (migration_is_active(ms)) {
+        g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "There's a migration process in progress");
+        return false;
+    }
+    bool want[G_N_ELEMENTS(capability_names)];
+    memcpy(want, ms->caps, sizeof(want));
+    for (guint i = 0; i < json_array_get_length(caps); i++) {
+        JsonNode *n = json_array_get_element(caps, i);
+        JsonObject *o = JSON_NODE_HOLDS_OBJECT(n) ? json_node_get_object(n) : NULL;
+        JsonNode *name = o ? json_object_get_member(o, "capability") : NULL;
+        JsonNode *state = o ? json_object_get_member(o, "state") : NULL;
+        if (!name || !state || json_node_get_value_type(name) != G_TYPE_STRING ||
+            json_node_get_value_type(state) != G_TYPE_BOOLEAN) {
+            g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID,
+                        "Parameter 'capabilities[%u]' expects {\"capability\": str, \"state\": bool}", i);
+            return false;
+        }
+        int c = capability_index(json_node_get_string(name));
+        if (c < 0) {
+            g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID,
+                        "Parameter 'capability' does not accept value '%s'", json_node_get_string(name));
+            return false;
+        }
+        bool on = json_node_get_boolean(state);
+        if (on && c >= CAP_COUNT_SUPPORTED) {
+            g_set_error(err, VIREO_ERROR, VIREO_ERROR_UNSUPPORTED,
+                        "Migration capability '%s' is not supported by Vireo", capability_names[c]);
+            return false;
+        }
+        want[c] = on;
+    }
+    memcpy(ms->caps, want, sizeof(want));
+    return true;
+}
+
+JsonArray *migration_query_capabilities(Migration *ms)
+{
+    JsonArray *a = json_array_new();
+    for (size_t i = 0; i < G_N_ELEMENTS(capability_names); i++) {
+        JsonObject *o = json_object_new();
+        json_object_set_string_member(o, "capability", capability_names[i]);
+        json_object_set_boolean_member(o, "state", ms->caps[i]);
+        json_array_add_object_element(a, o);
+    }
+    return a;
+}
+
+/* The parameters Vireo implements: QMP name, field, upper bound. */
+static const struct {
+    const char *name;
+    size_t offset;
+    uint64_t max;
+} parameters[] = {
+    { "max-bandwidth", offsetof(Migration, max_bandwidth), INT64_MAX },
+    { "downtime-limit", offsetof(Migration, downtime_limit), MAX_DOWNTIME_LIMIT_MS },
+};
+
+bool migration_set_parameters(Migration *ms, JsonObject *params, GError **err)
+{
+    uint64_t values[G_N_ELEMENTS(parameters)];
+    for (size_t i = 0; i < G_N_ELEMENTS(parameters); i++) {
+        values[i] = *(uint64_t *)((char *)ms + parameters[i].offset);
+    }
+    g_autoptr(GList) names = json_object_get_members(params);
+    for (GList *l = names; l; l = l->next) {
+        size_t i = 0;
+        while (i < G_N_ELEMENTS(parameters) && strcmp(parameters[i].name, l->data) != 0) {
+            i++;
+        }
+        if (i == G_N_ELEMENTS(parameters)) {
+            g_set_error(err, VIREO_ERROR, VIREO_ERROR_UNSUPPORTED,
+                        "Migration parameter '%s' is not supported by Vireo", (const char *)l->data);
+            return false;
+        }
+        JsonNode *n = json_object_get_member(params, l->data);
+        if (!JSON_NODE_HOLDS_VALUE(n) || json_node_get_value_type(n) != G_TYPE_INT64 ||
+            json_node_get_int(n) < 0 || (uint64_t)json_node_get_int(n) > parameters[i].max) {
+            g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID,
+                        "Parameter '%s' expects an integer from 0 to %" G_GUINT64_FORMAT, parameters[i].name,
+                        parameters[i].max);
+            return false;
+        }
+        values[i] = (uint64_t)json_node_get_int(n);
+    }
+    /* Taken by a running migration at its next section. */
+    for (size_t i = 0; i < G_N_ELEMENTS(parameters); i++) {
+        __atomic_store_n((uint64_t *)((char *)ms + parameters[i].offset), values[i], __ATOMIC_RELAXED);
+    }
+    return true;
+}
+
+JsonObject *migration_query_parameters(Migration *ms)
+{
+    JsonObject *o = json_object_new();
+    for (size_t i = 0; i < G_N_ELEMENTS(parameters); i++) {
+        json_object_set_int_member(o, parameters[i].name, *(uint64_t *)((char *)ms + parameters[i].offset));
+    }
+    return o;
+}

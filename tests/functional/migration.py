@@ -1,0 +1,275 @@
+#!/usr/bin/env python3
+"""Save, restore and live migration of tests/guest/memcount, as a QMP client sees them.
+
+migration.py DIR ELF VMM [VMM-ARGS...]
+
+memcount rewrites a 64 KiB region every generation after checking it holds
+the previous one, and prints "memcount: gen N ok". Every VM here runs it
+with its serial port in a file; the checks read what the guest printed and
+what QMP answered. Prints one "ok:" line per check and exits 1 on the first
+failure.
+"""
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+
+workdir, elf, vmm = sys.argv[1], sys.argv[2], sys.argv[3:]
+STEP = 60  # seconds any one wait may take on this slow KVM
+
+
+def fail(what):
+    print(f"FAIL: {what}", flush=True)
+    sys.exit(1)
+
+
+def check(cond, what):
+    if not cond:
+        fail(what)
+    print(f"ok: {what}", flush=True)
+
+
+class Vm:
+    """A VMM process running memcount, with its QMP socket and serial file."""
+    count = 0
+
+    def __init__(self, *extra, memory="16M"):
+        Vm.count += 1
+        self.name = f"vm{Vm.count}"
+        self.qmp_path = os.path.join(workdir, self.name + ".qmp")
+        self.serial = os.path.join(workdir, self.name + ".serial")
+        self.log = os.path.join(workdir, self.name + ".log")
+        cmd = vmm + ["-m", memory, "-nodefaults", "-nographic", "-serial", "file:" + self.serial,
+                     "-kernel", elf, "-qmp", f"unix:{self.qmp_path},server=on,wait=off", *extra]
+        print("+ " + " ".join(cmd), flush=True)
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=open(self.log, "wb"),
+                                     stderr=subprocess.STDOUT)
+        self.events = []
+        self.sock = None
+        deadline = time.monotonic() + STEP
+        while self.sock is None:
+            if self.proc.poll() is not None:
+                return  # exited at once; the caller looks at the status
+            try:
+                s = socket.socket(socket.AF_UNIX)
+                s.connect(self.qmp_path)
+                self.sock = s
+            except OSError:
+                if time.monotonic() > deadline:
+                    fail(f"{self.name}: the QMP socket never appeared")
+                time.sleep(0.05)
+        self.sock.settimeout(STEP)
+        self.f = self.sock.makefile("rb")
+        json.loads(self.f.readline())
+        self.cmd("qmp_capabilities")
+
+    def read(self):
+        line = self.f.readline()
+        if not line:
+            fail(f"{self.name}: QMP connection closed\n{self.output()}")
+        return json.loads(line)
+
+    def call(self, name, fds=(), **args):
+        """The whole reply: {"return": ...} or {"error": ...}. @fds go along (SCM_RIGHTS)."""
+        req = {"execute": name}
+        if args:
+            req["arguments"] = args
+        socket.send_fds(self.sock, [json.dumps(req).encode()], list(fds))
+        while True:
+            msg = self.read()
+            if "event" in msg:
+                self.events.append(msg)
+            else:
+                return msg
+
+    def cmd(self, name, **args):
+        r = self.call(name, **args)
+        if "return" not in r:
+            fail(f"{self.name}: {name} failed: {r}")
+        return r["return"]
+
+    def wait_migration(self, statuses=("completed", "failed", "cancelled")):
+        deadline = time.monotonic() + STEP
+        while time.monotonic() < deadline:
+            r = self.cmd("query-migrate")
+            if r.get("status") in statuses:
+                return r
+            time.sleep(0.05)
+        fail(f"{self.name}: migration did not end: {r}")
+
+    def gens(self):
+        text = open(self.serial, errors="replace").read()
+        if "MISMATCH" in text:
+            fail(f"{self.name}: the guest found its memory changed:\n{text[-500:]}")
+        return [int(g) for g in re.findall(r"memcount: gen (\d+) ok", text)]
+
+    def wait_gen(self, above, what):
+        deadline = time.monotonic() + STEP
+        while time.monotonic() < deadline:
+            g = self.gens()
+            if g and g[-1] > above:
+                return g
+            time.sleep(0.1)
+        fail(f"{self.name}: {what} (the guest printed up to gen {self.gens()[-1:]})")
+
+    def output(self):
+        return open(self.log, errors="replace").read()
+
+    def finish(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        return self.proc.wait()
+
+    def exit_status(self):
+        try:
+            return self.proc.wait(timeout=STEP)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            fail(f"{self.name}: the VMM did not exit")
+
+
+def restored_from(path_uri, *extra, memory="16M"):
+    return Vm("-incoming", path_uri, *extra, memory=memory)
+
+
+# 1. Save to a file, the source stays in postmigrate; restore in a new process.
+src = Vm()
+saved_gen = src.wait_gen(3, "the guest runs")[-1]
+src.cmd("migrate-set-capabilities", capabilities=[{"capability": "events", "state": True}])
+snap = os.path.join(workdir, "snap")
+src.cmd("migrate", uri="file:" + snap)
+r = src.wait_migration()
+check(r["status"] == "completed" and r["ram"]["total"] == 16 << 20 and r["ram"]["transferred"] < 4 << 20,
+      f"migrate to file: completed, {r['ram']['transferred']} bytes for 16 MiB of mostly zero RAM")
+check(src.cmd("query-status")["status"] == "postmigrate", "the source stays paused in postmigrate")
+statuses = [e["data"]["status"] for e in src.events if e["event"] == "MIGRATION"]
+check(statuses == ["setup", "active", "device", "completed"], f"MIGRATION events {statuses}")
+check(not [n for n in os.listdir(workdir) if n.startswith(".snap")], "no temporary file is left beside the snapshot")
+time.sleep(1)
+last = src.gens()[-1]
+check(src.gens()[-1] == last, "the paused source prints nothing more")
+src.finish()
+dst = restored_from("file:" + snap)
+g = dst.wait_gen(last, "the restored guest goes on")
+check(g[0] == last + 1, f"restored from file: memcount goes on at gen {g[0]} after gen {last}, memory intact")
+check(dst.cmd("query-status")["status"] == "running", "the restored VM is running")
+check(dst.cmd("query-migrate")["status"] == "completed", "query-migrate on the destination says completed")
+
+# 2. Live migration over TCP while the guest writes.
+port = 40000 + os.getpid() % 20000
+live_dst = Vm("-incoming", f"tcp:127.0.0.1:{port}")
+check(live_dst.cmd("query-status")["status"] == "inmigrate", "the destination waits in inmigrate")
+before = dst.gens()[-1]
+dst.cmd("migrate", uri=f"tcp:127.0.0.1:{port}")
+r = dst.wait_migration()
+check(r["status"] == "completed", f"live migration over TCP completed (downtime {r.get('downtime')} ms, "
+      f"{r['ram']['dirty-sync-count']} dirty syncs)")
+check(dst.cmd("query-status")["status"] == "postmigrate", "the live source ends in postmigrate")
+last = dst.gens()[-1]
+check(last >= before, "the guest ran during the live migration")
+dst.finish()
+g = live_dst.wait_gen(last, "the migrated guest goes on")
+check(g[0] == last + 1, f"after live migration memcount goes on at gen {g[0]} after gen {last}, memory intact")
+
+# 3. Cancel midway: slow it to a crawl, cancel; the source runs on.
+cancel_dst = Vm("-incoming", f"tcp:127.0.0.1:{port + 1}")
+live_dst.cmd("migrate-set-parameters", **{"max-bandwidth": 100000, "downtime-limit": 1})
+check(live_dst.cmd("query-migrate-parameters")["max-bandwidth"] == 100000, "max-bandwidth is set")
+live_dst.cmd("migrate", uri=f"tcp:127.0.0.1:{port + 1}")
+live_dst.wait_migration(("active",))
+live_dst.cmd("migrate_cancel")
+r = live_dst.wait_migration()
+check(r["status"] == "cancelled", "migrate_cancel midway: status cancelled")
+check(live_dst.cmd("query-status")["status"] == "running", "the source is still running")
+g = live_dst.gens()[-1]
+live_dst.wait_gen(g, "the source's guest goes on after the cancel")
+check(True, "the guest goes on printing after the cancel")
+st = cancel_dst.exit_status()
+check(st == 1 and "load of migration failed" in cancel_dst.output(),
+      f"the abandoned destination exits 1 saying why: {cancel_dst.output().strip()}")
+
+# A cancelled save to a file leaves no file behind.
+live_dst.cmd("migrate", uri="file:" + os.path.join(workdir, "cancelled"))
+live_dst.wait_migration(("active",))
+live_dst.cmd("migrate_cancel")
+live_dst.wait_migration()
+check(not [n for n in os.listdir(workdir) if "cancelled" in n], "a cancelled save to a file leaves no file")
+
+# 4. exec: out and in, and -incoming defer + migrate-incoming.
+live_dst.cmd("migrate-set-parameters", **{"max-bandwidth": 0})
+piped = os.path.join(workdir, "piped")
+live_dst.cmd("stop")
+live_dst.cmd("migrate", uri=f"exec:cat > {piped}")
+check(live_dst.wait_migration()["status"] == "completed", "migrate to exec:cat > FILE completed")
+last = live_dst.gens()[-1]
+live_dst.finish()
+deferred = Vm("-incoming", "defer")
+check(deferred.cmd("query-status")["status"] == "inmigrate", "-incoming defer waits in inmigrate")
+deferred.cmd("migrate-incoming", uri=f"exec:cat {piped}")
+deadline = time.monotonic() + STEP
+while deferred.cmd("query-status")["status"] == "inmigrate" and time.monotonic() < deadline:
+    time.sleep(0.05)
+check(deferred.cmd("query-status")["status"] == "paused", "a VM saved paused is restored paused (as QEMU)")
+deferred.cmd("cont")
+g = deferred.wait_gen(last, "the guest restored through exec: goes on")
+check(g[0] == last + 1, f"migrate-incoming exec:cat FILE restores the guest (gen {g[0]} after {last})")
+
+# 5. fd: a descriptor passed with getfd.
+fdfile = os.path.join(workdir, "byfd")
+with open(fdfile, "wb") as f:
+    check("return" in deferred.call("getfd", fds=[f.fileno()], fdname="mig"), "getfd took the descriptor")
+deferred.cmd("migrate", uri="fd:mig")
+check(deferred.wait_migration()["status"] == "completed", "migrate to fd:NAME completed")
+last = deferred.gens()[-1]
+deferred.finish()
+byfd = restored_from("file:" + fdfile)
+check(byfd.wait_gen(last, "restored from what fd: wrote")[0] == last + 1, "the stream written to fd:NAME restores")
+byfd.finish()
+
+# 6. Bad streams: one clear line, exit status 1, no crash.
+data = open(snap, "rb").read()
+cases = {
+    "corrupt": data[:len(data) // 2] + bytes([data[len(data) // 2] ^ 0x40]) + data[len(data) // 2 + 1:],
+    "truncated": data[:len(data) * 2 // 3],
+    "empty": b"",
+    "not-a-stream": b"QEVM\x00\x00\x00\x03" + data[8:],
+}
+for name, blob in cases.items():
+    path = os.path.join(workdir, name)
+    open(path, "wb").write(blob)
+    bad = restored_from("file:" + path)
+    st = bad.exit_status()
+    out = bad.output().strip()
+    check(st == 1 and len(out.splitlines()) == 1 and "load of migration failed" in out,
+          f"{name} stream: exit 1 with one line: {out}")
+bad = restored_from("file:" + snap, memory="32M")
+st = bad.exit_status()
+out = bad.output().strip()
+check(st == 1 and len(out.splitlines()) == 1 and "different" in out,
+      f"a stream from another configuration (16M into 32M): exit 1: {out}")
+missing = restored_from("file:" + os.path.join(workdir, "missing"))
+st = missing.exit_status()
+check(st == 1 and "missing" in missing.output(), f"a missing file: exit 1: {missing.output().strip()}")
+
+# 7. Bad QMP arguments: errors that name what was wrong, the VM keeps running.
+vm = Vm()
+vm.wait_gen(0, "the guest runs")
+for args, want in [({"uri": "ftp://x"}, "unknown migration protocol"),
+                   ({"uri": "tcp:127.0.0.1:1"}, "cannot connect"),
+                   ({"uri": "fd:nosuch"}, "no file descriptor"),
+                   ({"uri": "file:/nonexistent-dir/x"}, "cannot create")]:
+    r = vm.call("migrate", **args)
+    check("error" in r and want in r["error"]["desc"], f"migrate {args['uri']}: {r.get('error', {}).get('desc')}")
+r = vm.call("migrate-set-capabilities", capabilities=[{"capability": "postcopy-ram", "state": True}])
+check("error" in r and "postcopy-ram" in r["error"]["desc"], f"an unsupported capability: {r.get('error')}")
+r = vm.call("migrate-set-parameters", **{"downtime-limit": -5})
+check("error" in r and "downtime-limit" in r["error"]["desc"], f"a negative downtime-limit: {r.get('error')}")
+r = vm.call("migrate-incoming", uri="tcp:127.0.0.1:1")
+check("error" in r and "-incoming" in r["error"]["desc"], f"migrate-incoming without -incoming: {r.get('error')}")
+check(vm.cmd("query-status")["status"] == "running", "the VM still runs after the refusals")
+for v in (vm, byfd, deferred, dst, src):
+    v.finish()
+print("migration: all checks passed", flush=True)
