@@ -97,8 +97,9 @@ class VM:
                     raise RuntimeError(f"{self.name}: no QMP socket (exit {self.proc.returncode}): "
                                        + self.text()[-500:])
                 await asyncio.sleep(0.2)
-        await self.execute("migrate-set-capabilities",
-                           capabilities=[{"capability": "events", "state": True}])
+        if not incoming:  # a destination sets its own before migrate-incoming (defer)
+            await self.execute("migrate-set-capabilities",
+                               capabilities=[{"capability": "events", "state": True}])
 
     async def collect(self, listener):
         async for ev in listener:
@@ -278,6 +279,7 @@ async def stage_live(src):
     await dst.execute("migrate-incoming", uri=f"tcp:127.0.0.1:{LIVE_PORT}")
     before = max(src.gens(), default=0)
     src.events.clear()  # a restored source has its incoming migration's events
+    await src.execute("migrate-set-capabilities", capabilities=[{"capability": "events", "state": True}])
     await src.execute("migrate", uri=f"tcp:127.0.0.1:{LIVE_PORT}")
     info = await wait_migration(src)
     ram = info.get("ram", {})
@@ -308,6 +310,7 @@ async def stage_cancel(src):
     check(params.get("max-bandwidth") == 1 << 20, f"cancel: max-bandwidth is 1 MiB/s ({params.get('max-bandwidth')})")
     dst = VM("cancel-dst")
     await dst.start(incoming="defer")
+    await dst.execute("migrate-set-capabilities", capabilities=[{"capability": "events", "state": True}])
     await dst.execute("migrate-incoming", uri=f"tcp:127.0.0.1:{CANCEL_PORT}")
     src.events.clear()
     await src.execute("migrate", uri=f"tcp:127.0.0.1:{CANCEL_PORT}")
