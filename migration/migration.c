@@ -52,6 +52,7 @@ struct Migration {
 
     GMutex mutex; /* status, error and stats: the thread writes, query-migrate reads */
     MigrationStatus status;
+    bool incoming; /* the status is of an incoming migration */
     char *error;
     MigrationStats stats;
 
@@ -518,6 +519,7 @@ bool migration_start(Migration *ms, const char *uri, int fd, GError **err)
     if (!ms->channel) {
         return false;
     }
+    ms->incoming = false;
     g_atomic_int_set(&ms->cancel, 0);
     g_free(ms->uri);
     ms->uri = g_strdup(uri);
@@ -663,6 +665,7 @@ bool migration_incoming(Migration *ms, const char *uri, int fd, GError **err)
     if (!ms->channel) {
         return false;
     }
+    ms->incoming = true;
     ms->stats.start_us = now_us();
     set_status(ms, MIGRATION_STATUS_SETUP);
     ms->thread = g_thread_new("migration-in", incoming_thread, ms);
@@ -728,7 +731,8 @@ static int capability_index(const char *name)
 
 bool migration_set_capabilities(Migration *ms, JsonArray *caps, GError **err)
 {
-    if (migration_is_active(ms)) {
+    /* As QEMU: not during an outgoing migration; a destination may still set them while it loads. */
+    if (migration_is_active(ms) && !ms->incoming) {
         g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "There's a migration process in progress");
         return false;
     }
