@@ -539,7 +539,7 @@ bool migration_start(Migration *ms, const char *uri, int fd, GError **err)
 void migration_cancel(Migration *ms)
 {
     MigrationStatus s = migration_status(ms);
-    if (s != MIGRATION_STATUS_SETUP && s != MIGRATION_STATUS_ACTIVE) {
+    if (ms->incoming || (s != MIGRATION_STATUS_SETUP && s != MIGRATION_STATUS_ACTIVE)) {
         return; /* as QEMU: nothing to cancel is no error; the switch-over is too late to stop */
     }
     g_atomic_int_set(&ms->cancel, 1);
