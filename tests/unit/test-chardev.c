@@ -211,16 +211,6 @@ static void flag_set(void *opaque)
     *(bool *)opaque = true;
 }
 
-static int unix_client(const char *path)
-{
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    g_strlcpy(sa.sun_path, path, sizeof(sa.sun_path));
-    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    g_assert_cmpint(fd, >=, 0);
-    g_assert_cmpint(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), ==, 0);
-    return fd;
-}
-
 /* Read exactly @len bytes from @fd, giving up after a second without data. */
 static char *read_exactly(int fd, size_t len)
 {

@@ -885,36 +885,6 @@ static void test_net_round_trip(void)
 
 /* ---- virtio-serial + virtconsole on a socket ---- */
 
-static int unix_client(const char *path)
-{
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    g_strlcpy(sa.sun_path, path, sizeof(sa.sun_path));
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    g_assert_cmpint(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), ==, 0);
-    return fd;
-}
-
-/* Read up to @max bytes, running the main loop meanwhile; stop after @ms milliseconds without data. */
-static size_t client_read(int fd, uint8_t *buf, size_t max, int ms)
-{
-    size_t got = 0;
-    gint64 idle_until = g_get_monotonic_time() + ms * 1000LL;
-    while (got < max && g_get_monotonic_time() < idle_until) {
-        g_main_context_iteration(NULL, FALSE);
-        struct pollfd p = { .fd = fd, .events = POLLIN };
-        if (poll(&p, 1, 1) <= 0) {
-            continue;
-        }
-        ssize_t n = read(fd, buf + got, max - got);
-        if (n <= 0) {
-            break;
-        }
-        got += n;
-        idle_until = g_get_monotonic_time() + ms * 1000LL;
-    }
-    return got;
-}
-
 /* Connect, and wait until the chardev has accepted (output before that is dropped). */
 static int console_connect(Vm *vm, const char *path)
 {
