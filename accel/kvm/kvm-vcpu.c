@@ -107,9 +107,22 @@ static void handle_mmio(KvmVcpu *vcpu)
     g_mutex_unlock(&m->lock);
 }
 
+/*
+ * KVM stops with KVM_INTERNAL_ERROR_DELIVERY_EV when an exit that needs its
+ * instruction emulator (MMIO) reports an event being delivered at the same
+ * time. The rig's emulated SVM reports that now and then for an ordinary
+ * MMIO store (a virtio kick) while an interrupt is injected. KVM has put the
+ * event back in its queue and the instruction was not executed, so entering
+ * again delivers the event and retries the store. A guest that really does
+ * MMIO while delivering an event (an IDT in MMIO) keeps failing: after a few
+ * tries in a row it is the internal error it always was.
+ */
+#define DELIVERY_EV_RETRIES 8
+
 KvmVcpuStop kvm_vcpu_run(KvmVcpu *vcpu)
 {
     struct kvm_run *run = vcpu->run;
+    unsigned delivery_retries = 0;
 
     vcpu->thread = pthread_self();
     __atomic_store_n(&vcpu->thread_known, true, __ATOMIC_SEQ_CST);
@@ -126,6 +139,9 @@ KvmVcpuStop kvm_vcpu_run(KvmVcpu *vcpu)
             g_autofree char *why = g_strdup_printf("KVM_RUN failed: %s", g_strerror(errno));
             kvm_vcpu_dump_state(vcpu, why);
             return KVM_VCPU_ERROR;
+        }
+        if (run->exit_reason != KVM_EXIT_INTERNAL_ERROR) {
+            delivery_retries = 0;
         }
         switch (run->exit_reason) {
         case KVM_EXIT_IO:
@@ -146,6 +162,11 @@ KvmVcpuStop kvm_vcpu_run(KvmVcpu *vcpu)
         case KVM_EXIT_INTR:
             break;
         case KVM_EXIT_INTERNAL_ERROR: {
+            if (run->internal.suberror == KVM_INTERNAL_ERROR_DELIVERY_EV &&
+                delivery_retries++ < DELIVERY_EV_RETRIES) {
+                g_debug("vCPU %u: KVM could not emulate during event delivery; entering again", vcpu->index);
+                break;
+            }
             g_autofree char *why = g_strdup_printf("KVM internal error, suberror %u",
                                                    run->internal.suberror);
             kvm_vcpu_dump_state(vcpu, why);
