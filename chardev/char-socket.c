@@ -8,15 +8,13 @@
 #define G_LOG_DOMAIN "chardev"
 #include "char-internal.h"
 #include "util/error.h"
+#include "util/sockets.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <glib-unix.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 typedef struct {
@@ -95,38 +93,14 @@ static void socket_close(Chardev *chr)
     chr->backend = NULL;
 }
 
+/* The listeners themselves are util/sockets.c's; errors get the chardev's name in front. */
 static bool listen_unix(Chardev *chr, SocketState *s, const char *path, GError **err)
 {
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    struct stat st;
-
-    if (strlen(path) >= sizeof(sa.sun_path)) {
-        g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID,
-                    "chardev '%s': socket path '%s' is longer than %zu bytes", chr->spec, path,
-                    sizeof(sa.sun_path) - 1);
+    s->listen_fd = socket_listen_unix(path, err);
+    if (s->listen_fd < 0) {
+        g_prefix_error(err, "chardev '%s': ", chr->spec);
         return false;
     }
-    /* A stale socket from an earlier run goes; any other file is the user's. */
-    if (lstat(path, &st) == 0) {
-        if (!S_ISSOCK(st.st_mode)) {
-            g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID,
-                        "chardev '%s': '%s' exists and is not a socket", chr->spec, path);
-            return false;
-        }
-        unlink(path);
-    }
-    memcpy(sa.sun_path, path, strlen(path));
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 1) < 0) {
-        int e = errno;
-        g_set_error(err, VIREO_ERROR, VIREO_ERROR_FAILED, "chardev '%s': cannot listen on '%s': %s",
-                    chr->spec, path, g_strerror(e));
-        if (fd >= 0) {
-            close(fd);
-        }
-        return false;
-    }
-    s->listen_fd = fd;
     s->unix_path = g_strdup(path);
     return true;
 }
@@ -134,35 +108,12 @@ static bool listen_unix(Chardev *chr, SocketState *s, const char *path, GError *
 /* The first address of @host (empty: every address) that takes a listener, as QEMU does. */
 static bool listen_tcp(Chardev *chr, SocketState *s, const char *host, const char *port, GError **err)
 {
-    struct addrinfo hints = { .ai_flags = AI_PASSIVE, .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
-    struct addrinfo *res = NULL;
-    int r = getaddrinfo(*host ? host : NULL, port, &hints, &res);
-    if (r != 0) {
-        g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "chardev '%s': cannot resolve '%s': %s", chr->spec,
-                    host, gai_strerror(r));
+    s->listen_fd = socket_listen_tcp(host, port, err);
+    if (s->listen_fd < 0) {
+        g_prefix_error(err, "chardev '%s': ", chr->spec);
         return false;
     }
-    int e = 0;
-    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
-        int on = 1;
-        if (fd < 0) {
-            e = errno;
-            continue;
-        }
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
-        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 1) == 0) {
-            s->listen_fd = fd;
-            freeaddrinfo(res);
-            return true;
-        }
-        e = errno;
-        close(fd);
-    }
-    freeaddrinfo(res);
-    g_set_error(err, VIREO_ERROR, VIREO_ERROR_FAILED, "chardev '%s': cannot listen on %s:%s: %s", chr->spec, host,
-                port, g_strerror(e));
-    return false;
+    return true;
 }
 
 /* An inherited socket must already listen (a supervisor bound it); it is ours once accepted. */

@@ -34,7 +34,7 @@ static int tcp_socket(const char *host, const char *port, bool listening, GError
     struct addrinfo *res = NULL;
     int r = getaddrinfo(*host ? host : NULL, port, &hints, &res);
     if (r != 0) {
-        g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "cannot resolve '%s:%s': %s", host, port, gai_strerror(r));
+        g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "cannot resolve '%s': %s", host, gai_strerror(r));
         return -1;
     }
     int e = 0;
