@@ -72,21 +72,33 @@ void ram_block_register(Machine *m, const char *name, uint8_t *host, uint64_t si
     g_ptr_array_add(m->ram_blocks, b);
 }
 
+RamBlock *ram_block_containing(GPtrArray *blocks, const void *hva, guint *index)
+{
+    const uint8_t *p = hva;
+    for (guint i = 0; blocks && i < blocks->len; i++) {
+        RamBlock *b = g_ptr_array_index(blocks, i);
+        if (p >= b->host && p < b->host + b->size) {
+            if (index) {
+                *index = i;
+            }
+            return b;
+        }
+    }
+    return NULL;
+}
+
 void ram_mark_dirty(Machine *m, const void *hva, size_t len)
 {
     if (!len || !g_atomic_int_get(&m->dirty_tracking)) {
         return;
     }
-    const uint8_t *p = hva;
-    for (guint i = 0; i < m->ram_blocks->len; i++) {
-        RamBlock *b = g_ptr_array_index(m->ram_blocks, i);
-        if (p >= b->host && p < b->host + b->size) {
-            uint64_t first = (uint64_t)(p - b->host) / RAM_PAGE_SIZE;
-            uint64_t last = (MIN((uint64_t)(p - b->host) + len, b->size) - 1) / RAM_PAGE_SIZE;
-            for (uint64_t pg = first; pg <= last; pg++) {
-                __atomic_fetch_or(&b->written[pg / 64], 1ULL << (pg % 64), __ATOMIC_RELAXED);
-            }
-            return;
-        }
+    RamBlock *b = ram_block_containing(m->ram_blocks, hva, NULL);
+    if (!b) {
+        return;
+    }
+    uint64_t offset = (uint64_t)((const uint8_t *)hva - b->host);
+    uint64_t last = (MIN(offset + len, b->size) - 1) / RAM_PAGE_SIZE;
+    for (uint64_t pg = offset / RAM_PAGE_SIZE; pg <= last; pg++) {
+        __atomic_fetch_or(&b->written[pg / 64], 1ULL << (pg % 64), __ATOMIC_RELAXED);
     }
 }

@@ -188,24 +188,12 @@ const char *migration_fingerprint(Migration *ms)
 
 /* ---- outgoing: RAM ---- */
 
-static RamBlock *block_of(Sender *s, const void *hva, unsigned *index)
-{
-    for (guint i = 0; i < s->blocks->len; i++) {
-        RamBlock *b = g_ptr_array_index(s->blocks, i);
-        if ((const uint8_t *)hva >= b->host && (const uint8_t *)hva < b->host + b->size) {
-            *index = i;
-            return b;
-        }
-    }
-    return NULL;
-}
-
 /* KVM's log of one memory slot, into the pages to send. */
 static void take_kvm_dirty(void *hva, uint64_t pages, const uint64_t *bitmap, void *opaque)
 {
     Sender *s = opaque;
-    unsigned bi;
-    RamBlock *b = block_of(s, hva, &bi);
+    guint bi;
+    RamBlock *b = ram_block_containing(s->blocks, hva, &bi);
     if (!b) {
         return;
     }

@@ -29,6 +29,8 @@ typedef struct Machine Machine;
 
 /* Make @size bytes at @host guest RAM block @name of @m, for migration (the machine owns the memory). */
 void ram_block_register(Machine *m, const char *name, uint8_t *host, uint64_t size);
+/* The block of @blocks (RamBlock) that holds host address @hva, and its @index (may be NULL); NULL if none. */
+RamBlock *ram_block_containing(GPtrArray *blocks, const void *hva, guint *index);
 /*
  * Devices call this after writing guest memory at @hva (any thread): while
  * a migration runs, those pages go again. Cheap when nothing tracks.
