@@ -84,31 +84,15 @@ static int64_t now_us(void)
     return g_get_monotonic_time();
 }
 
-/* ---- status and events: every event goes out from the main loop, in order ---- */
+/* ---- status and events ---- */
 
-typedef struct {
-    Migration *ms;
-    char *name;
-    JsonObject *data;
-} PostedEvent;
-
-static gboolean emit_posted(gpointer p)
-{
-    PostedEvent *e = p;
-    if (e->ms->caps[CAP_EVENTS]) {
-        e->ms->ops->event(e->ms->opaque, e->name, e->data);
-    }
-    json_object_unref(e->data);
-    g_free(e->name);
-    g_free(e);
-    return G_SOURCE_REMOVE;
-}
-
+/* Takes @data. The host passes events from the migration thread to the main loop, in order. */
 static void post_event(Migration *ms, const char *name, JsonObject *data)
 {
-    PostedEvent *e = g_new(PostedEvent, 1);
-    *e = (PostedEvent){ ms, g_strdup(name), data };
-    g_idle_add(emit_posted, e); /* the priority the runtime passes its events at: they stay in order */
+    if (ms->caps[CAP_EVENTS]) {
+        ms->ops->event(ms->opaque, name, data);
+    }
+    json_object_unref(data);
 }
 
 static void set_status(Migration *ms, MigrationStatus status)
@@ -539,21 +523,22 @@ void migration_cancel(Migration *ms)
 
 /* ---- incoming ---- */
 
-static bool device_known(Migration *ms, const MigSection *sec, GError **err)
+/* The registered entry a device section is for, or NULL with @err naming the section. */
+static const VMStateEntry *device_entry(Migration *ms, const MigSection *sec, GError **err)
 {
-    if (!vmstate_find(ms->m, sec->name, sec->instance)) {
+    const VMStateEntry *e = vmstate_find(ms->m, sec->name, sec->instance);
+    if (!e) {
         g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID,
                     "the migration stream has state for device '%s' instance %u, which this VM has not", sec->name,
                     sec->instance);
-        return false;
     }
-    return true;
+    return e;
 }
 
 static bool load_device(Migration *ms, const MigSection *sec, GError **err)
 {
-    const VMStateEntry *e = vmstate_find(ms->m, sec->name, sec->instance);
-    if (!device_known(ms, sec, err)) {
+    const VMStateEntry *e = device_entry(ms, sec, err);
+    if (!e) {
         return false;
     }
     gsize len;
@@ -597,7 +582,7 @@ static bool load_stream(Migration *ms, GPtrArray *devices, GError **err)
             break;
         case MIG_SECTION_DEVICE:
             /* Applied at the end, all together, under the big lock (an unknown one is refused now). */
-            ok = device_known(ms, &sec, err) && mig_read_section_payload(r, &sec, err);
+            ok = device_entry(ms, &sec, err) && mig_read_section_payload(r, &sec, err);
             if (ok) {
                 g_ptr_array_add(devices, g_memdup2(&sec, sizeof(sec)));
             } else {

@@ -45,7 +45,10 @@ typedef struct MigrationHostOps {
     void (*outgoing_done)(void *opaque, bool completed, bool resume);
     /* The incoming stream is loaded (@err NULL) or failed. */
     void (*incoming_done)(void *opaque, const GError *err);
-    /* A QMP event; @data is borrowed. */
+    /*
+     * A QMP event; @data is borrowed. Called from the migration threads
+     * too: the host emits on its main loop, keeping the order of calls.
+     */
     void (*event)(void *opaque, const char *name, JsonObject *data);
 } MigrationHostOps;
 
