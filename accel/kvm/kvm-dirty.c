@@ -11,22 +11,15 @@
 #include <errno.h>
 #include <sys/ioctl.h>
 
-static bool set_slot_flags(KvmVm *vm, unsigned slot, uint32_t flags, GError **err)
+static bool set_slot_flags(KvmVm *vm, unsigned index, uint32_t flags, GError **err)
 {
-    KvmSlot *s = &vm->slots[slot];
-    struct kvm_userspace_memory_region region = {
-        .slot = slot,
-        .flags = flags,
-        .guest_phys_addr = s->gpa,
-        .memory_size = s->size,
-        .userspace_addr = (uintptr_t)s->hva,
-    };
-    if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0) {
-        g_set_error(err, VIREO_ERROR, VIREO_ERROR_FAILED, "KVM: dirty logging of slot %u: %s", slot,
-                    g_strerror(errno));
+    KvmSlot slot = vm->slots[index];
+    slot.flags = flags;
+    if (!kvm_vm_slot_set(vm, index, &slot, err)) {
+        g_prefix_error(err, "dirty logging of slot %u: ", index);
         return false;
     }
-    s->flags = flags;
+    vm->slots[index].flags = flags;
     return true;
 }
 

@@ -99,16 +99,26 @@ bool kvm_vm_add_ram(KvmVm *vm, uint64_t gpa, uint64_t size, void *hva, GError **
                     MIN(vm->max_slots, KVM_MAX_RAM_SLOTS));
         return false;
     }
+    KvmSlot slot = { gpa, size, hva, 0 };
+    if (!kvm_vm_slot_set(vm, vm->nr_slots, &slot, err)) {
+        return false;
+    }
+    vm->slots[vm->nr_slots++] = slot;
+    return true;
+}
+
+bool kvm_vm_slot_set(KvmVm *vm, unsigned index, const KvmSlot *slot, GError **err)
+{
     struct kvm_userspace_memory_region region = {
-        .slot = vm->nr_slots,
-        .guest_phys_addr = gpa,
-        .memory_size = size,
-        .userspace_addr = (uintptr_t)hva,
+        .slot = index,
+        .flags = slot->flags,
+        .guest_phys_addr = slot->gpa,
+        .memory_size = slot->size,
+        .userspace_addr = (uintptr_t)slot->hva,
     };
     if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0) {
         return fail_errno(err, "KVM_SET_USER_MEMORY_REGION");
     }
-    vm->slots[vm->nr_slots++] = (KvmSlot){ gpa, size, hva, 0 };
     return true;
 }
 

@@ -36,6 +36,9 @@ struct KvmVcpu {
     volatile bool stop; /* set by kvm_vcpu_kick */
 };
 
+/* Give KVM memory slot @index as @slot describes it (KVM_SET_USER_MEMORY_REGION). */
+bool kvm_vm_slot_set(KvmVm *vm, unsigned index, const KvmSlot *slot, GError **err);
+
 /* Print registers and the instructions at RIP (capstone) to stderr. */
 void kvm_vcpu_dump_state(KvmVcpu *vcpu, const char *why);
 
