@@ -92,7 +92,13 @@ hmp = lambda line: cmd("human-monitor-command", **{"command-line": line})
 check(hmp("info status") == "VM status: running\r\n", "info status")
 regs = hmp("info registers")
 check("RIP=" in regs and "CR0=" in regs and "EFER=" in regs, "info registers")
-code = hmp("x/2i $pc")
+# The serial line is out before the guest has returned from printing: the
+# vCPU reaches its hlt loop a moment later.
+for _ in range(100):
+    code = hmp("x/2i $pc")
+    if "hlt" in code or "jmp" in code:
+        break
+    time.sleep(0.05)
 check("hlt" in code or "jmp" in code, "x/2i $pc disassembles the idle loop")
 check(len(code.strip().split("\r\n")) == 2, "two instructions")
 check(hmp("bogus") == "unknown command: 'bogus'\r\n", "unknown HMP command")

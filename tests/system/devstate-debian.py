@@ -14,7 +14,7 @@ import time
 
 from qemu.qmp import QMPClient
 
-BOOT_TIMEOUT = 600
+BOOT_TIMEOUT = 200
 STEP_TIMEOUT = 120
 SAVE_AT = "@tick 15"
 

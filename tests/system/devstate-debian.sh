@@ -38,7 +38,7 @@ echo "@test: $ok of $i blocks read back from the disk"
 udhcpc -i eth0 -n -q -t 5 -s /bin/true >/dev/null 2>&1 && echo "@test: lease after"
 echo "@test: end"
 poweroff -f'
-"$rig" run --mem 3G --timeout 1200 --work "$work" --env "PYTHONPATH=$qmp" -- \
+"$rig" run --mem 3G --work "$work" --env "PYTHONPATH=$qmp" -- \
 	python3 "$src/tests/system/devstate-debian.py" "$vmm" "$kernel" "$work/initrd" | tee "$work/out"
 grep -q "^FAIL" "$work/out" && exit 1
 expect "$work/out" "^ok: restored: the guest ends its loop" "the restored guest ran to the end"

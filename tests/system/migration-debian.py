@@ -36,9 +36,9 @@ import time
 
 from qemu.qmp import EventListener, QMPClient
 
-BOOT_TIMEOUT = 300
+BOOT_TIMEOUT = 180
 STEP_TIMEOUT = 300
-MIGRATE_TIMEOUT = 600
+MIGRATE_TIMEOUT = 240
 REGION = 64 << 20  # memcheck -s 64 (migration-debian.sh)
 LIVE_PORT, CANCEL_PORT = 44461, 44462
 GEN = re.compile(r"^memcheck: gen=(\d+) writes=(\d+) ok\r?$", re.M)

@@ -51,5 +51,5 @@ python3 '$src/tests/system/migration-debian.py' '$kernel' '$work/initrd' /tmp/mi
 	'$vmm' -accel kvm -M pc -cpu host -nodefaults -display none -serial stdio
 echo "=== status \$?"
 JOB
-"$rig" run --mem 3G --timeout 1200 --work "$work" --env "PYTHONPATH=$qmp" -- sh "$work/job.sh" | tee "$work/out"
+"$rig" run --mem 3G --work "$work" --env "PYTHONPATH=$qmp" -- sh "$work/job.sh" | tee "$work/out"
 expect "$work/out" "^=== status 0$" "${VIREO_TEST_VMM:-vireo}: save/restore, live migration and cancel as the guest sees them"

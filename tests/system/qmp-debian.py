@@ -17,7 +17,7 @@ import time
 from qemu.qmp import EventListener, QMPClient
 
 READY = "@vireo-init: done rc=0"  # the guest's acpid is up, the init holds
-BOOT_TIMEOUT = 240
+BOOT_TIMEOUT = 150
 STEP_TIMEOUT = 60
 
 vmm, kernel, initrd, work = sys.argv[1:5]

@@ -23,10 +23,10 @@ import sys
 import tempfile
 import time
 
-BOOT_TIMEOUT = 240
+BOOT_TIMEOUT = 150
 STEP_TIMEOUT = 60
 # The whole run, however its steps go: two runs (Vireo, then QEMU) must fit the rig job's limit.
-RUN_BUDGET = 600
+RUN_BUDGET = 240
 
 label, initrd, kernel, vmm = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
 fails = 0

@@ -28,7 +28,7 @@ $reference
 q=\$?
 echo "=== status vireo=\$v qemu=\$q"
 EOF
-"$rig" run --mem 3G --timeout 900 --work "$work" -- sh "$work/job.sh" | tee "$work/out"
+"$rig" run --mem 3G --work "$work" -- sh "$work/job.sh" | tee "$work/out"
 expect "$work/out" "^=== status vireo=0 " "Vireo: console shell and hwrng as a user sees them"
 if [ "${VIREO_RIG_REFERENCE:-0}" != 1 ]; then
 	echo "note: QEMU's reference run left out (VIREO_RIG_REFERENCE=1 adds it)"

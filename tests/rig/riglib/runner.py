@@ -114,7 +114,8 @@ def add_parser(sub):
     # rig hung during boot in 3 of 4 runs; with one, 6 of 6 booted in 6-8 s,
     # 2-vCPU guests included (docs/rig.md).
     p.add_argument("--smp", type=int, default=1, help="rig vCPUs (default 1, see docs/rig.md)")
-    p.add_argument("--timeout", type=int, default=1800, help="seconds")
+    p.add_argument("--timeout", type=int, default=int(os.environ.get("VIREO_RIG_TIMEOUT", 1800)),
+                   help="seconds (default: $VIREO_RIG_TIMEOUT, else 1800)")
     p.add_argument("--work", help="writable work directory (default: a new one under build/)")
     p.add_argument("--tmpfs", default="50%", help="size of the rig's /tmp")
     p.add_argument("--env", action="append", default=[], help="K=V for the job")
