@@ -1,6 +1,7 @@
 /* Migration state machine, threads and QMP side: see include/migration/migration.h. */
 #define G_LOG_DOMAIN "migration"
 #include "migration/migration.h"
+#include "migration/background-snapshot.h"
 #include "migration/channel.h"
 #include "migration/ram.h"
 #include "migration/stream.h"
@@ -26,13 +27,19 @@ static const char *const status_names[] = {
  * QEMU's capabilities, so query-migrate-capabilities lists what clients
  * expect; enabling one Vireo does not implement is refused by name.
  */
-enum { CAP_EVENTS, CAP_COUNT_SUPPORTED };
+enum { CAP_EVENTS, CAP_BACKGROUND_SNAPSHOT, CAP_COUNT_SUPPORTED };
 static const char *const capability_names[] = {
-    "events", /* CAP_EVENTS: the only one implemented */
+    "events", "background-snapshot", /* the ones implemented */
     "xbzrle", "rdma-pin-all", "auto-converge", "postcopy-ram", "x-colo", "release-ram", "return-path",
     "pause-before-switchover", "multifd", "dirty-bitmaps", "postcopy-blocktime", "late-block-activate",
-    "x-ignore-shared", "validate-uuid", "background-snapshot", "zero-copy-send", "postcopy-preempt",
-    "switchover-ack", "dirty-limit", "mapped-ram",
+    "x-ignore-shared", "validate-uuid", "zero-copy-send", "postcopy-preempt", "switchover-ack", "dirty-limit",
+    "mapped-ram",
+};
+/* What QEMU refuses together with background-snapshot. */
+static const char *const background_incompatible[] = {
+    "postcopy-ram", "dirty-bitmaps", "postcopy-blocktime", "late-block-activate", "return-path", "multifd",
+    "pause-before-switchover", "auto-converge", "release-ram", "rdma-pin-all", "xbzrle", "x-colo",
+    "validate-uuid", "zero-copy-send",
 };
 
 typedef struct MigrationStats {
@@ -223,23 +230,25 @@ static bool sync_dirty(Sender *s, GError **err)
     return true;
 }
 
-/* Sleep off whatever max-bandwidth says was sent too fast; cancel cuts it short. */
-static void rate_limit(Sender *s)
+/*
+ * How long to hold off so that what was sent stays within max-bandwidth:
+ * 0 to go on, else at most a window (callers ask again, so a cancel or a
+ * new max-bandwidth takes effect soon).
+ */
+static int64_t rate_wait_us(Sender *s)
 {
     uint64_t bw = __atomic_load_n(&s->ms->max_bandwidth, __ATOMIC_RELAXED);
     uint64_t sent = mig_writer_bytes(s->w) - s->window_bytes;
     int64_t elapsed = now_us() - s->window_us;
-    if (!bw) {
-        return;
+    int64_t owed = bw ? (int64_t)(sent * 1000000 / bw) - elapsed : 0;
+    if (owed > 0 && !cancelled(s->ms)) {
+        return MIN(owed, RATE_WINDOW_US);
     }
-    int64_t due = (int64_t)(sent * 1000000 / bw);
-    if (due > elapsed && !cancelled(s->ms)) {
-        g_usleep(MIN(due - elapsed, RATE_WINDOW_US));
-    }
-    if (now_us() - s->window_us >= RATE_WINDOW_US) {
+    if (elapsed >= RATE_WINDOW_US) {
         s->window_us = now_us();
         s->window_bytes = mig_writer_bytes(s->w);
     }
+    return 0;
 }
 
 static void update_ram_stats(Sender *s)
@@ -277,7 +286,7 @@ static bool send_marked(Sender *s, bool limited, GError **err)
             if (lo == UINT64_MAX) {
                 continue;
             }
-            ram_save_pages(s->w, b, lo, (unsigned)(hi - lo + 1), s->scratch, &s->ram);
+            ram_save_pages(s->w, b, lo, (unsigned)(hi - lo + 1), NULL, s->scratch, &s->ram);
             if (cancelled(s->ms)) {
                 g_set_error(err, VIREO_ERROR, VIREO_ERROR_FAILED, "cancelled");
                 return false;
@@ -286,8 +295,8 @@ static bool send_marked(Sender *s, bool limited, GError **err)
                 return false;
             }
             update_ram_stats(s);
-            if (limited) {
-                rate_limit(s);
+            for (int64_t wait; limited && (wait = rate_wait_us(s)) > 0;) {
+                g_usleep(wait);
             }
         }
     }
@@ -388,13 +397,33 @@ static gboolean reap_thread(gpointer p)
     return G_SOURCE_REMOVE;
 }
 
-static void fail(Migration *ms, GError *err)
+static void fail(Migration *ms, const GError *err)
 {
     g_mutex_lock(&ms->mutex);
     g_free(ms->error);
     ms->error = g_strdup(err->message);
     g_mutex_unlock(&ms->mutex);
     g_warning("migration to %s failed: %s", ms->uri, err->message);
+}
+
+/* The end of an outgoing migration or snapshot, on its thread; @err says why when !@ok. */
+static void end_outgoing(Migration *ms, bool ok, const GError *err, bool resume)
+{
+    bool was_cancelled = cancelled(ms);
+    if (!ok && !was_cancelled) {
+        fail(ms, err);
+    }
+    mig_channel_close(g_steal_pointer(&ms->channel), false, NULL);
+    g_mutex_lock(&ms->m->lock);
+    ms->ops->outgoing_done(ms->opaque, ok, resume);
+    g_mutex_unlock(&ms->m->lock);
+    g_mutex_lock(&ms->mutex);
+    ms->stats.total_us = now_us() - ms->stats.start_us;
+    ms->stats.remaining = ok ? 0 : ms->stats.remaining;
+    g_mutex_unlock(&ms->mutex);
+    set_status(ms, ok ? MIGRATION_STATUS_COMPLETED : was_cancelled ? MIGRATION_STATUS_CANCELLED
+                                                                   : MIGRATION_STATUS_FAILED);
+    g_idle_add(reap_thread, g_thread_self());
 }
 
 static gpointer outgoing_thread(gpointer p)
@@ -453,27 +482,86 @@ static gpointer outgoing_thread(gpointer p)
         g_mutex_unlock(&ms->mutex);
     }
     update_ram_stats(&s);
-    bool was_cancelled = cancelled(ms);
-    if (!ok && !was_cancelled) {
-        fail(ms, err);
-    }
-    mig_channel_close(g_steal_pointer(&ms->channel), false, NULL);
-
     g_mutex_lock(&m->lock);
     stop_tracking(ms, &tracking);
-    ms->ops->outgoing_done(ms->opaque, ok, stopped && was_running && !ok);
     g_mutex_unlock(&m->lock);
-    g_mutex_lock(&ms->mutex);
-    ms->stats.total_us = now_us() - ms->stats.start_us;
-    ms->stats.remaining = ok ? 0 : ms->stats.remaining;
-    g_mutex_unlock(&ms->mutex);
-    set_status(ms, ok ? MIGRATION_STATUS_COMPLETED : was_cancelled ? MIGRATION_STATUS_CANCELLED
-                                                                   : MIGRATION_STATUS_FAILED);
     for (guint i = 0; i < s.blocks->len; i++) {
         g_free(s.to_send[i]);
     }
     g_free(s.to_send);
-    g_idle_add(reap_thread, g_thread_self());
+    end_outgoing(ms, ok, err, stopped && was_running && !ok);
+    return NULL;
+}
+
+/* ---- outgoing: background snapshot ---- */
+
+static bool snapshot_cancelled(void *opaque)
+{
+    Sender *s = opaque;
+    return cancelled(s->ms);
+}
+
+static int64_t snapshot_pace(void *opaque, const RamStats *ram)
+{
+    Sender *s = opaque;
+    MigrationStats *st = &s->ms->stats;
+    update_ram_stats(s);
+    g_mutex_lock(&s->ms->mutex);
+    st->remaining = st->total - MIN(ram->pages * RAM_PAGE_SIZE, st->total);
+    double seconds = MAX(now_us() - st->start_us - st->setup_us, 1) / 1e6;
+    st->mbps = (double)st->transferred * 8 / 1e6 / seconds;
+    st->pages_per_second = (double)ram->pages / seconds;
+    g_mutex_unlock(&s->ms->mutex);
+    return rate_wait_us(s);
+}
+
+static const BgSnapshotOps snapshot_ops = {
+    .cancelled = snapshot_cancelled,
+    .pace = snapshot_pace,
+};
+
+/*
+ * Capability background-snapshot: in one short pause the device state is
+ * saved to memory and RAM write-protected; then RAM goes out as it was at
+ * the pause while the VM runs on, and the device state after it. The
+ * source keeps running afterwards, whatever happened.
+ */
+static gpointer snapshot_thread(gpointer p)
+{
+    Migration *ms = p;
+    Machine *m = ms->m;
+    g_autoptr(GError) err = NULL;
+    g_autoptr(MigWriter) w = mig_writer_new(mig_channel_fd(ms->channel));
+    g_autoptr(MigWriter) devices = mig_writer_new(-1);
+    g_autoptr(BgSnapshot) snap = NULL;
+    Sender s = { .ms = ms, .w = w, .blocks = m->ram_blocks, .window_us = now_us() };
+
+    mig_write_header(w, ms->fingerprint);
+    g_mutex_lock(&m->lock);
+    int64_t pause_start = now_us();
+    ms->ops->stop(ms->opaque);
+    quiesce_devices(m);
+    bool ok = save_devices(ms, devices, &err) && (snap = bgsnap_begin(m->ram_blocks, &err));
+    ms->ops->resume(ms->opaque);
+    g_mutex_unlock(&m->lock);
+    g_mutex_lock(&ms->mutex);
+    ms->stats.downtime_us = now_us() - pause_start;
+    ms->stats.setup_us = now_us() - ms->stats.start_us;
+    g_mutex_unlock(&ms->mutex);
+
+    if (ok) {
+        set_status(ms, MIGRATION_STATUS_ACTIVE);
+        ok = bgsnap_save(snap, w, &snapshot_ops, &s, &s.ram, &err);
+    }
+    g_clear_pointer(&snap, bgsnap_end); /* the guest writes freely again, whatever happened */
+    if (ok) {
+        g_autoptr(GBytes) state = mig_writer_data(devices);
+        mig_write_sections(w, state);
+        mig_write_end(w);
+        ok = mig_writer_flush(w, &err) && mig_channel_close(g_steal_pointer(&ms->channel), true, &err);
+    }
+    update_ram_stats(&s);
+    end_outgoing(ms, ok, err, false);
     return NULL;
 }
 
@@ -504,7 +592,8 @@ bool migration_start(Migration *ms, const char *uri, int fd, GError **err)
     ms->stats.remaining = ms->stats.total;
     g_mutex_unlock(&ms->mutex);
     set_status(ms, MIGRATION_STATUS_SETUP);
-    ms->thread = g_thread_new("migration", outgoing_thread, ms);
+    ms->thread = ms->caps[CAP_BACKGROUND_SNAPSHOT] ? g_thread_new("snapshot", snapshot_thread, ms)
+                                                   : g_thread_new("migration", outgoing_thread, ms);
     return true;
 }
 
@@ -728,13 +817,27 @@ bool migration_set_capabilities(Migration *ms, JsonArray *caps, GError **err)
                         "Parameter 'capability' does not accept value '%s'", json_node_get_string(name));
             return false;
         }
-        bool on = json_node_get_boolean(state);
-        if (on && c >= CAP_COUNT_SUPPORTED) {
+        want[c] = json_node_get_boolean(state);
+    }
+    for (size_t c = 0; c < G_N_ELEMENTS(capability_names); c++) {
+        if (!want[c]) {
+            continue;
+        }
+        for (size_t i = 0; want[CAP_BACKGROUND_SNAPSHOT] && i < G_N_ELEMENTS(background_incompatible); i++) {
+            if (strcmp(capability_names[c], background_incompatible[i]) == 0) {
+                g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID,
+                            "Background-snapshot is not compatible with %s", capability_names[c]);
+                return false;
+            }
+        }
+        if (c >= CAP_COUNT_SUPPORTED) {
             g_set_error(err, VIREO_ERROR, VIREO_ERROR_UNSUPPORTED,
                         "Migration capability '%s' is not supported by Vireo", capability_names[c]);
             return false;
         }
-        want[c] = on;
+    }
+    if (want[CAP_BACKGROUND_SNAPSHOT] && !ms->caps[CAP_BACKGROUND_SNAPSHOT] && !bgsnap_supported(err)) {
+        return false;
     }
     memcpy(ms->caps, want, sizeof(want));
     return true;

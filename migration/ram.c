@@ -27,14 +27,8 @@ bool ram_page_is_zero(const uint8_t *page)
     return true;
 }
 
-/*
- * Which of @count pages from @host the process never touched: neither in
- * memory nor swapped out (/proc/self/pagemap). Such a page is zero without
- * looking; reading it to find out would fault each one in, which on a big,
- * mostly idle guest is most of a save's and a restore's time. A bit per
- * page in @untouched; none set when pagemap cannot be read.
- */
-static void untouched_pages(const uint8_t *host, unsigned count, uint64_t *untouched)
+/* Reading a page to find out it is zero would fault it in: on a big, mostly idle guest that is most of a save's and a restore's time. */
+void ram_untouched_pages(const uint8_t *host, uint64_t pages, uint64_t *untouched)
 {
     static gsize once;
     static int fd = -1;
@@ -42,28 +36,40 @@ static void untouched_pages(const uint8_t *host, unsigned count, uint64_t *untou
         fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
         g_once_init_leave(&once, 1);
     }
-    memset(untouched, 0, (count + 63) / 64 * 8);
+    memset(untouched, 0, (pages + 63) / 64 * 8);
     uint64_t entries[RAM_SECTION_PAGES];
-    g_assert(count <= RAM_SECTION_PAGES);
-    if (fd < 0 || (uintptr_t)host % RAM_PAGE_SIZE || pread(fd, entries, count * 8, (off_t)((uintptr_t)host / RAM_PAGE_SIZE * 8)) != (ssize_t)(count * 8)) {
-        return;
-    }
-    for (unsigned i = 0; i < count; i++) {
-        if (!(entries[i] & (PAGEMAP_PRESENT | PAGEMAP_SWAPPED))) {
-            untouched[i / 64] |= 1ULL << (i % 64);
+    for (uint64_t done = 0; done < pages; done += RAM_SECTION_PAGES) {
+        unsigned count = (unsigned)MIN(RAM_SECTION_PAGES, pages - done);
+        uintptr_t page = (uintptr_t)host / RAM_PAGE_SIZE + done;
+        if (fd < 0 || (uintptr_t)host % RAM_PAGE_SIZE ||
+            pread(fd, entries, count * 8, (off_t)(page * 8)) != (ssize_t)(count * 8)) {
+            memset(untouched, 0, (pages + 63) / 64 * 8);
+            return;
+        }
+        for (unsigned i = 0; i < count; i++) {
+            if (!(entries[i] & (PAGEMAP_PRESENT | PAGEMAP_SWAPPED))) {
+                untouched[(done + i) / 64] |= 1ULL << ((done + i) % 64);
+            }
         }
     }
 }
 
-void ram_save_pages(MigWriter *w, const RamBlock *block, uint64_t first, unsigned count, uint8_t *scratch,
-                    RamStats *stats)
+void ram_save_pages(MigWriter *w, const RamBlock *block, uint64_t first, unsigned count, const uint64_t *zero,
+                    uint8_t *scratch, RamStats *stats)
 {
     g_assert(count <= RAM_SECTION_PAGES && (first + count) * RAM_PAGE_SIZE <= block->size);
     uint8_t head[12], kinds[RAM_SECTION_PAGES];
     unsigned data = 0;
     uint64_t untouched[RAM_SECTION_PAGES / 64];
     const uint8_t *base = block->host + first * RAM_PAGE_SIZE;
-    untouched_pages(base, count, untouched);
+    if (zero) {
+        memset(untouched, 0, sizeof(untouched));
+        for (unsigned i = 0; i < count; i++) {
+            untouched[i / 64] |= (zero[(first + i) / 64] >> ((first + i) % 64) & 1) << (i % 64);
+        }
+    } else {
+        ram_untouched_pages(base, count, untouched);
+    }
     for (unsigned i = 0; i < 8; i++) {
         head[i] = first >> (8 * i);
     }
@@ -71,9 +77,9 @@ void ram_save_pages(MigWriter *w, const RamBlock *block, uint64_t first, unsigne
         head[8 + i] = count >> (8 * i);
     }
     for (unsigned i = 0; i < count; i++) {
-        bool zero = (untouched[i / 64] >> (i % 64) & 1) || ram_page_is_zero(base + (size_t)i * RAM_PAGE_SIZE);
-        kinds[i] = zero ? PAGE_ZERO : PAGE_DATA;
-        data += !zero;
+        bool is_zero = (untouched[i / 64] >> (i % 64) & 1) || ram_page_is_zero(base + (size_t)i * RAM_PAGE_SIZE);
+        kinds[i] = is_zero ? PAGE_ZERO : PAGE_DATA;
+        data += !is_zero;
     }
     /*
      * The guest may be running: the pages are copied out first and the
@@ -107,7 +113,7 @@ void ram_save_all(MigWriter *w, GPtrArray *blocks, RamStats *stats)
         const RamBlock *block = g_ptr_array_index(blocks, b);
         uint64_t pages = block->size / RAM_PAGE_SIZE;
         for (uint64_t first = 0; first < pages; first += RAM_SECTION_PAGES) {
-            ram_save_pages(w, block, first, MIN(RAM_SECTION_PAGES, pages - first), scratch, stats);
+            ram_save_pages(w, block, first, MIN(RAM_SECTION_PAGES, pages - first), NULL, scratch, stats);
         }
     }
 }
@@ -161,7 +167,7 @@ bool ram_load_section(MigReader *r, const MigSection *s, GPtrArray *blocks, RamS
     }
     uint8_t *base = block->host + first * RAM_PAGE_SIZE;
     uint64_t untouched[RAM_SECTION_PAGES / 64];
-    untouched_pages(base, (unsigned)count, untouched);
+    ram_untouched_pages(base, count, untouched);
     struct iovec iov[RAM_SECTION_PAGES];
     unsigned n = 0, data = 0;
     for (unsigned i = 0; i < count; i++) {

@@ -204,6 +204,13 @@ void mig_write_section_iov(MigWriter *w, MigSectionKind kind, const char *name, 
     mig_section_write(w, &h, payload, n, crc_iov(crc, payload, n));
 }
 
+void mig_write_sections(MigWriter *w, GBytes *sections)
+{
+    gsize len;
+    const void *p = g_bytes_get_data(sections, &len);
+    put(w, p, len);
+}
+
 void mig_write_end(MigWriter *w)
 {
     g_autoptr(GByteArray) rec = g_byte_array_new();

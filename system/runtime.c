@@ -301,6 +301,16 @@ static bool migration_stop(void *opaque)
     return was_running;
 }
 
+static void migration_resume(void *opaque)
+{
+    Runtime *rt = opaque;
+    rt->state = rt->state_before_migration;
+    if (rt->state == RUN_STATE_RUNNING) {
+        start_vcpus(rt);
+        emit(rt, "RESUME", NULL);
+    }
+}
+
 static void migration_outgoing_done(void *opaque, bool completed, bool resume)
 {
     Runtime *rt = opaque;
@@ -341,6 +351,7 @@ static void migration_event(void *opaque, const char *name, JsonObject *data)
 
 static const MigrationHostOps migration_host_ops = {
     .stop = migration_stop,
+    .resume = migration_resume,
     .outgoing_done = migration_outgoing_done,
     .incoming_done = migration_incoming_done,
     .event = migration_event,

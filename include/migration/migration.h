@@ -39,6 +39,11 @@ typedef struct MigrationHostOps {
      */
     bool (*stop)(void *opaque);
     /*
+     * A background snapshot's pause is over: back to the run state before
+     * stop (running again if it was). Big lock held, migration thread.
+     */
+    void (*resume)(void *opaque);
+    /*
      * An outgoing migration ended. @completed: the VM stays paused
      * ("postmigrate"). Otherwise it runs again if @resume.
      */

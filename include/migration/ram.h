@@ -44,11 +44,19 @@ typedef struct RamStats {
 /*
  * Write pages [first, first + count) of @block (count <= RAM_SECTION_PAGES)
  * as one section, copying them through @scratch (RAM_SECTION_BYTES) so a
- * running guest cannot change them between checksum and send; @stats (may
- * be NULL) accumulates.
+ * running guest cannot change them between checksum and send. Pages set in
+ * @zero (a bit per page of the block) are zero without looking; NULL: the
+ * pages the process never touched are. @stats (may be NULL) accumulates.
  */
-void ram_save_pages(MigWriter *w, const RamBlock *block, uint64_t first, unsigned count, uint8_t *scratch,
-                    RamStats *stats);
+void ram_save_pages(MigWriter *w, const RamBlock *block, uint64_t first, unsigned count, const uint64_t *zero,
+                    uint8_t *scratch, RamStats *stats);
+/*
+ * A bit per page of [@host, @host + @pages * RAM_PAGE_SIZE) set in
+ * @untouched where the process never touched the page: neither in memory
+ * nor swapped out (/proc/self/pagemap). Such a page is zero. None set when
+ * pagemap cannot be read.
+ */
+void ram_untouched_pages(const uint8_t *host, uint64_t pages, uint64_t *untouched);
 /* Write every page of @blocks (RamBlock). */
 void ram_save_all(MigWriter *w, GPtrArray *blocks, RamStats *stats);
 /*

@@ -50,6 +50,8 @@ uint32_t mig_section_begin(MigSectionHeader *h, MigSectionKind kind, const char 
                            uint32_t version, size_t len);
 void mig_section_write(MigWriter *w, const MigSectionHeader *h, const struct iovec *payload, unsigned n,
                        uint32_t crc);
+/* Sections a memory writer framed earlier (mig_writer_data), appended as they are. */
+void mig_write_sections(MigWriter *w, GBytes *sections);
 void mig_write_end(MigWriter *w);
 /* Push buffered bytes out; false with the first write error (sticky) naming the channel. */
 bool mig_writer_flush(MigWriter *w, GError **err);

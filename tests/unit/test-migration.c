@@ -338,7 +338,7 @@ static void test_ram_refusals(void)
     RamBlock big = { "pc.ram", g_malloc0(8 * RAM_PAGE_SIZE), 8 * RAM_PAGE_SIZE };
     g_autoptr(MigWriter) w = mig_writer_new(-1);
     g_autofree uint8_t *scratch = g_malloc(RAM_SECTION_BYTES);
-    ram_save_pages(w, &big, 4, 4, scratch, NULL);
+    ram_save_pages(w, &big, 4, 4, NULL, scratch, NULL);
     g_autoptr(GBytes) data = mig_writer_data(w);
     g_free(big.host);
     MigSection sec;

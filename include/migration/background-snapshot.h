@@ -1,0 +1,57 @@
+/*
+ * The background snapshot engine: guest RAM as it was at one instant,
+ * written to a migration stream while the vCPUs keep running.
+ *
+ * At the instant (vCPUs stopped, devices quiet) every RAM block is
+ * registered with userfaultfd and write-protected in one range each, and
+ * the pages the process never touched are noted as zero: they need no
+ * protection, so neither prefaulting nor UFFD_FEATURE_WP_UNPOPULATED's page
+ * tables for them, and a guest's first write to one never waits. Then one
+ * thread walks RAM in sections; before each it serves the pending write
+ * faults, saving the faulting pages first. A page's protection is dropped
+ * only once the page is in the stream (written out of our buffer), which
+ * also wakes the writer that waited for it.
+ *
+ * Anything that writes guest RAM, vCPUs and Vireo's own devices alike,
+ * waits in the kernel on a protected page until the engine has saved it;
+ * the engine's thread must never wait for them (no big lock while saving).
+ */
+#pragma once
+#include "migration/ram.h"
+
+typedef struct BgSnapshot BgSnapshot;
+
+typedef struct BgSnapshotOps {
+    bool (*cancelled)(void *opaque);
+    /*
+     * After each section: how many microseconds to hold off before the
+     * next (max-bandwidth). Faults are still served meanwhile.
+     */
+    int64_t (*pace)(void *opaque, const RamStats *ram);
+} BgSnapshotOps;
+
+typedef struct BgSnapshotStats {
+    uint64_t faults;      /* write faults served out of order */
+    uint64_t fault_pages; /* pages saved for them */
+} BgSnapshotStats;
+
+/*
+ * Whether this kernel can snapshot anonymous guest RAM in the background;
+ * false with @err naming the missing feature.
+ */
+bool bgsnap_supported(GError **err);
+/*
+ * The instant of the snapshot: protect @blocks (RamBlock). Nothing may
+ * write them during the call.
+ */
+BgSnapshot *bgsnap_begin(GPtrArray *blocks, GError **err);
+/*
+ * Write every page as it was at bgsnap_begin to @w as RAM sections,
+ * serving write faults as they come. Fails on a write error or cancel.
+ */
+bool bgsnap_save(BgSnapshot *b, MigWriter *w, const BgSnapshotOps *ops, void *opaque, RamStats *ram,
+                 GError **err);
+void bgsnap_stats(const BgSnapshot *b, BgSnapshotStats *stats);
+/* Drop every protection left (waking whoever waits on one) and free. */
+void bgsnap_end(BgSnapshot *b);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(BgSnapshot, bgsnap_end)
