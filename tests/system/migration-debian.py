@@ -362,5 +362,6 @@ async def main():
         await other.stop()
 
 
-asyncio.run(main())
-sys.exit(1 if fails else 0)
+if __name__ == "__main__":  # tests/system/bgsnap-debian.py takes its VM and stages from here
+    asyncio.run(main())
+    sys.exit(1 if fails else 0)

@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""Background snapshots of a busy guest, Vireo against QEMU, run inside the rig by bench/bgsnap.
+
+bgsnap.py OUT.json RUNS LABEL=CMD [LABEL=CMD ...]
+
+CMD boots the guest (bookworm's kernel, an initramfs running hotwriter over
+256 MiB: one word per page, as fast as it can, timing each write and
+printing its rate, worst and 99th-percentile write time every 250 ms).
+Per round and command, in the order given (noise falls on all alike): once
+hotwriter is up to speed, background-snapshot on, max-bandwidth 0, migrate
+to a file on the rig's tmpfs, until completed. Measured: the snapshot's
+total-time and pause (query-migrate's downtime), hotwriter's rate during
+the snapshot against the 2 s before, and the worst and p99 write times in
+the intervals that fell inside the snapshot. Prints medians per command and
+the ratio of the first command to each other.
+"""
+import json
+import os
+import re
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from vmm import Vmm, running, tmp  # noqa: E402
+
+out_json, runs, specs = sys.argv[1], int(sys.argv[2]), [a.split("=", 1) for a in sys.argv[3:]]
+LINE = re.compile(r"^hotwriter: t=([\d.]+) pages=(\d+) rate=(\d+) max=(\d+) p99=(\d+)", re.M)
+
+
+def lines(vm):
+    return [tuple(float(x) for x in m) for m in LINE.findall(vm.console())]
+
+
+def one_round(label, cmd, m):
+    vm = Vmm(label, cmd)
+    vm.poll(lambda: len(lines(vm)) >= 12, "hotwriter up to speed (3 s of lines)", 0.2)
+    vm.cmd("migrate-set-capabilities", capabilities=[{"capability": "background-snapshot", "state": True}])
+    vm.cmd("migrate-set-parameters", **{"max-bandwidth": 0})
+    snap = f"{tmp}/bgsnap"
+    if os.path.exists(snap):
+        os.unlink(snap)
+    first = len(lines(vm))
+    t0 = time.monotonic()
+    vm.cmd("migrate", uri="file:" + snap)
+    r = vm.wait_migration()
+    m["wall_s"] = time.monotonic() - t0
+    last = len(lines(vm))
+    m["total_s"] = r["total-time"] / 1000
+    m["pause_ms"] = r.get("downtime", 0)
+    m["file_MiB"] = os.path.getsize(snap) / 2**20
+    os.unlink(snap)
+    vm.poll(lambda: len(lines(vm)) >= last + 2, "hotwriter going on after the snapshot", 0.2)
+    ls = lines(vm)
+    before = ls[max(first - 8, 0):first]
+    # The intervals that ended after the migrate and not after the end: all or part inside the snapshot.
+    during = ls[first:last + 1] or ls[first:first + 1]
+    m["rate_before"] = statistics.mean(x[2] for x in before)
+    m["rate_during"] = statistics.mean(x[2] for x in during)
+    m["rate_ratio"] = m["rate_during"] / m["rate_before"]
+    m["worst_stall_ms"] = max(x[3] for x in during) / 1000
+    m["p99_stall_ms"] = max(x[4] for x in during) / 1000
+    m["intervals"] = len(during)
+
+
+results = {label: [] for label, _ in specs}
+for rnd in range(runs):
+    for label, cmd in specs:
+        m = {}
+        try:
+            one_round(label, cmd, m)
+            results[label].append(m)
+            print(f"round {rnd + 1} {label}: {m}", flush=True)
+        except RuntimeError as e:
+            print(f"bench/bgsnap: round {rnd + 1} {label} failed: {e} (measured so far: {m})", flush=True)
+            for vm in running:
+                for path in (vm.serial, vm.log.name):
+                    if os.path.exists(path):
+                        print(f"--- {path} (end)\n{open(path, errors='replace').read()[-1500:]}", flush=True)
+        finally:
+            while running:
+                running.pop().kill()
+
+medians = {}
+for label, ms in results.items():
+    if ms:
+        medians[label] = {k: statistics.median(x[k] for x in ms) for k in ms[0]}
+print(f"\nmedians over {runs} rounds (rounds that failed are left out: "
+      + ", ".join(f"{label} {len(ms)} ok" for label, ms in results.items()) + ")")
+keys = ["total_s", "wall_s", "pause_ms", "rate_before", "rate_during", "rate_ratio", "worst_stall_ms",
+        "p99_stall_ms", "file_MiB", "intervals"]
+subject = specs[0][0]
+print(f"{'metric':16}" + "".join(f"{label:>12}" for label in medians) +
+      "".join(f"{subject + '/' + label:>16}" for label in list(medians)[1:]))
+for k in keys:
+    row = f"{k:16}" + "".join(f"{medians[label][k]:12.2f}" for label in medians)
+    for label in list(medians)[1:]:
+        if subject in medians and medians[label][k]:
+            row += f"{medians[subject][k] / medians[label][k]:16.2f}"
+    print(row)
+print("goals: total_s ratio <= 0.25, rate_ratio >= 0.8, worst_stall_ms <= 10")
+json.dump({"rounds": results, "medians": medians}, open(out_json, "w"), indent=1)
+sys.exit(0 if all(results.values()) else 1)
