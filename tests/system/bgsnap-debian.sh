@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Background snapshots of bookworm's cloud kernel in the rig
 # (tests/system/bgsnap-debian.py drives it over QMP): while the guest runs
-# tests/guest-tools/memcheck as fast as it can over 64 MiB and a loop that
+# tests/guest-tools/memcheck at 20000 pages a second over 64 MiB and a loop that
 # writes and reads back numbered blocks of its virtio disk,
 #   snapshot: the guest keeps running and printing while the snapshot is
 #             written; restored in a new process it goes on from the
@@ -15,7 +15,7 @@ kernel=$("$rig" path guest-kernel:bookworm-cloud)
 qmp=$("$rig" path qemu-qmp)
 
 cat > "$work/guest.sh" <<'GUEST'
-memcheck -s 64 -r 0 -i 2000 &
+memcheck -s 64 -r 20000 -i 1000 &
 k=0
 while :; do
 	k=$((k + 1))
