@@ -30,7 +30,7 @@ struct BgSnapshot {
 
     /* While bgsnap_save runs, the walk and the fault thread both save pages: */
     GMutex lock;      /* everything below */
-    uint64_t **saved; /* per block: a bit per page in the stream, or zero */
+    uint64_t **saved; /* per block: a bit per page in the stream */
     uint8_t *scratch; /* RAM_SECTION_BYTES */
     MigWriter *w;
     RamStats *ram;
@@ -94,7 +94,7 @@ BgSnapshot *bgsnap_begin(GPtrArray *blocks, GError **err)
         /* Untouched now means zero at the instant; what the guest writes there later needs no saving. */
         b->zero[i] = g_new(uint64_t, words);
         ram_untouched_pages(rb->host, block_pages(rb), b->zero[i]);
-        b->saved[i] = g_memdup2(b->zero[i], words * 8);
+        b->saved[i] = g_new0(uint64_t, words);
         if (!uffd_register_wp(b->uffd, rb->host, rb->size, err)) {
             g_prefix_error(err, "RAM block '%s': ", rb->name);
             return NULL;
