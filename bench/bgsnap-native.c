@@ -488,10 +488,15 @@ int main(int argc, char **argv)
     g_autoptr(GPtrArray) blocks = g_ptr_array_new();
     g_ptr_array_add(blocks, &block);
 
+    g_debug("filled");
     double memcpy_rate = memcpy_gib_s(&b);
+    g_debug("memcpy done");
     double write_rate = write_gib_s(&b, tgt);
+    g_debug("write() done");
     FloorResult floor = floor_measure(&b);
+    g_debug("floor done");
     SnapResult idle = snapshot(&b, blocks, tgt, NULL, 0);
+    g_debug("idle snapshot done");
     GArray *runs = g_array_new(FALSE, FALSE, sizeof(Run));
     for (char **w = wlist; *w; w++) {
         unsigned nw = (unsigned)g_ascii_strtoull(*w, NULL, 10);
@@ -502,6 +507,7 @@ int main(int argc, char **argv)
         for (char **o = olist; *o; o++) {
             Run r = run_with_writers(&b, blocks, tgt, nw, strcmp(*o, "random") == 0, (unsigned)before_ms);
             g_array_append_val(runs, r);
+            g_debug("W=%u %s done", nw, *o);
         }
     }
     unlink(tgt);
@@ -515,19 +521,20 @@ int main(int argc, char **argv)
     printf("  bare uffd-wp round trip, seq   p50 %.2f us  p99 %.2f us  max %.0f us over %" G_GUINT64_FORMAT
            " faults   <- compare with the anchor 2.676 us\n",
            floor.lat.p50_us, floor.lat.p99_us, floor.lat.max_us, floor.faults);
-    printf("\n  W order   GiB/s  save_s pause_ms  faults  p50_us  p99_us   max_us  noise  engine_faults/pages  "
+    printf("\n  W order   GiB/s  save_s begin_ms pause_ms  faults  p50_us  p99_us   max_us  noise  engine_faults/pages  "
            "rate_before  rate_during  ratio\n");
     for (guint i = 0; i < runs->len; i++) {
         const Run *r = &g_array_index(runs, Run, i);
-        printf("  %u %-6s %6.2f %7.2f %8.2f %7" G_GUINT64_FORMAT " %7.1f %7.1f %8.0f %6" G_GUINT64_FORMAT
+        printf("  %u %-6s %6.2f %7.2f %8.1f %8.1f %7" G_GUINT64_FORMAT " %7.1f %7.1f %8.0f %6" G_GUINT64_FORMAT
                "  %8" G_GUINT64_FORMAT "/%-9" G_GUINT64_FORMAT "  %9.1fM/s  %9.1fM/s  %5.3f\n",
-               r->writers, r->random ? "random" : "seq", r->snap.gib_s, r->snap.save_s, r->snap.pause_ms,
+               r->writers, r->random ? "random" : "seq", r->snap.gib_s, r->snap.save_s, r->snap.begin_ms, r->snap.pause_ms,
                r->lat.count, r->lat.p50_us, r->lat.p99_us, r->lat.max_us, r->other_stalls, r->snap.engine.faults,
                r->snap.engine.fault_pages, r->rate_before / 1e6, r->rate_during / 1e6,
                r->rate_during / r->rate_before);
     }
     printf("  (faults/p50/p99/max: the writers' fault service latency, the engine's wait included; noise: stalls\n"
-           "   over the threshold on pages already written, i.e. scheduling, not faults)\n");
+           "   over the threshold on pages already written, i.e. scheduling, not faults; pause_ms: writers stopped,\n"
+           "   begin_ms of it in bgsnap_begin; rates: stores/s of all writers before and during the save)\n");
 
     if (json_path) {
         g_autoptr(JsonBuilder) j = json_builder_new();
