@@ -17,7 +17,8 @@
  * - snapshot throughput (GiB of RAM saved per second) without and with
  *   writers, against a plain memcpy of the same memory into a buffer and a
  *   plain write() of it to the same target;
- * - the bare uffd-wp round trip on this host ("floor"): one writer, one
+ * - the bare uffd-wp round trip on this host ("floor", on a 256 MiB
+ *   mapping of its own): one writer, one
  *   handler thread that unprotects each faulting page at once and saves
  *   nothing. This is the figure that compares with the 2.676 us per page
  *   anchor (sequential writes, 2022 COW-PTE measurements); the engine's
@@ -280,29 +281,63 @@ static gpointer floor_handler(gpointer opaque)
     return NULL;
 }
 
-static FloorResult floor_measure(Bench *b)
+/* Anonymous memory advised as Vireo's guest RAM is, every page data. */
+static uint8_t *map_filled(uint64_t size, bool thp)
 {
-    uint64_t pages = MIN(FLOOR_PAGES, b->pages);
+    uint8_t *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (mem == MAP_FAILED) {
+        g_printerr("bgsnap-native: %" G_GUINT64_FORMAT " MiB: %s\n", size >> 20, g_strerror(errno));
+        exit(1);
+    }
+    if (thp) {
+        madvise(mem, size, MADV_HUGEPAGE);
+    }
+    for (uint64_t p = 0; p < size / RAM_PAGE_SIZE; p++) {
+        memset(mem + p * RAM_PAGE_SIZE, (int)(p % 255) + 1, RAM_PAGE_SIZE);
+    }
+    return mem;
+}
+
+/* MiB of this process's anonymous memory mapped by huge pages. */
+static uint64_t anon_huge_mib(void)
+{
+    g_autofree char *text = NULL;
+    if (!g_file_get_contents("/proc/self/smaps_rollup", &text, NULL, NULL)) {
+        return 0;
+    }
+    const char *line = strstr(text, "AnonHugePages:");
+    return line ? g_ascii_strtoull(line + strlen("AnonHugePages:"), NULL, 10) / 1024 : 0;
+}
+
+/*
+ * On a mapping of its own: unprotecting page by page splits huge pages,
+ * which would change what the snapshots after it measure.
+ */
+static FloorResult floor_measure(bool thp)
+{
+    uint64_t pages = FLOOR_PAGES;
+    uint8_t *mem = map_filled(pages * RAM_PAGE_SIZE, thp);
     g_autoptr(GError) err = NULL;
     FloorHandler h = { .uffd = uffd_open(UFFD_FEATURE_PAGEFAULT_FLAG_WP, &err) };
-    if (h.uffd < 0 || !uffd_register_wp(h.uffd, b->mem, pages * RAM_PAGE_SIZE, &err) ||
-        !uffd_write_protect(h.uffd, b->mem, pages * RAM_PAGE_SIZE, true, &err)) {
+    if (h.uffd < 0 || !uffd_register_wp(h.uffd, mem, pages * RAM_PAGE_SIZE, &err) ||
+        !uffd_write_protect(h.uffd, mem, pages * RAM_PAGE_SIZE, true, &err)) {
         g_printerr("bgsnap-native: floor: %s\n", err->message);
         exit(1);
     }
     GThread *t = g_thread_new("floor", floor_handler, &h);
     g_autofree uint32_t *ns = g_new(uint32_t, pages);
     for (uint64_t p = 0; p < pages; p++) {
-        volatile uint64_t *word = (volatile uint64_t *)(b->mem + p * RAM_PAGE_SIZE);
+        volatile uint64_t *word = (volatile uint64_t *)(mem + p * RAM_PAGE_SIZE);
         uint64_t t0 = now_ns();
         *word = p;
         ns[p] = (uint32_t)MIN(now_ns() - t0, UINT32_MAX);
     }
     atomic_store(&h.stop, true);
     g_thread_join(t);
-    uffd_write_protect(h.uffd, b->mem, pages * RAM_PAGE_SIZE, false, NULL);
-    uffd_unregister(h.uffd, b->mem, pages * RAM_PAGE_SIZE, NULL);
+    uffd_write_protect(h.uffd, mem, pages * RAM_PAGE_SIZE, false, NULL);
+    uffd_unregister(h.uffd, mem, pages * RAM_PAGE_SIZE, NULL);
     close(h.uffd);
+    munmap(mem, pages * RAM_PAGE_SIZE);
     return (FloorResult){ .lat = latency_of(ns, pages), .faults = h.served };
 }
 
@@ -472,18 +507,8 @@ int main(int argc, char **argv)
 
     Bench b = { .size = (uint64_t)size_gib * GIB, .threshold_ns = (uint64_t)threshold_ns };
     b.pages = b.size / RAM_PAGE_SIZE;
-    b.mem = mmap(NULL, b.size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (b.mem == MAP_FAILED) {
-        g_printerr("bgsnap-native: %d GiB: %s\n", size_gib, g_strerror(errno));
-        return 1;
-    }
-    if (!no_thp) {
-        madvise(b.mem, b.size, MADV_HUGEPAGE);
-    }
     /* Every page data, none zero: the engine copies, checksums and writes them all. */
-    for (uint64_t p = 0; p < b.pages; p++) {
-        memset(b.mem + p * RAM_PAGE_SIZE, (int)(p % 255) + 1, RAM_PAGE_SIZE);
-    }
+    b.mem = map_filled(b.size, !no_thp);
     RamBlock block = { .name = "pc.ram", .host = b.mem, .size = b.size };
     g_autoptr(GPtrArray) blocks = g_ptr_array_new();
     g_ptr_array_add(blocks, &block);
@@ -493,9 +518,11 @@ int main(int argc, char **argv)
     g_debug("memcpy done");
     double write_rate = write_gib_s(&b, tgt);
     g_debug("write() done");
-    FloorResult floor = floor_measure(&b);
+    FloorResult floor = floor_measure(!no_thp);
     g_debug("floor done");
+    uint64_t huge_before = anon_huge_mib();
     SnapResult idle = snapshot(&b, blocks, tgt, NULL, 0);
+    uint64_t huge_after = anon_huge_mib();
     g_debug("idle snapshot done");
     GArray *runs = g_array_new(FALSE, FALSE, sizeof(Run));
     for (char **w = wlist; *w; w++) {
@@ -518,6 +545,8 @@ int main(int argc, char **argv)
     printf("  write() of it to the target    %6.2f GiB/s\n", write_rate);
     printf("  snapshot, no writers           %6.2f GiB/s (save %.2f s, begin %.1f ms, end %.1f ms)\n", idle.gib_s,
            idle.save_s, idle.begin_ms, idle.end_ms);
+    printf("  huge pages of the memory       %" G_GUINT64_FORMAT " MiB before the first snapshot, %" G_GUINT64_FORMAT
+           " MiB after it\n", huge_before, huge_after);
     printf("  bare uffd-wp round trip, seq   p50 %.2f us  p99 %.2f us  max %.0f us over %" G_GUINT64_FORMAT
            " faults   <- compare with the anchor 2.676 us\n",
            floor.lat.p50_us, floor.lat.p99_us, floor.lat.max_us, floor.faults);
@@ -553,6 +582,10 @@ int main(int argc, char **argv)
         json_builder_add_double_value(j, memcpy_rate);
         json_builder_set_member_name(j, "write_gib_per_s");
         json_builder_add_double_value(j, write_rate);
+        json_builder_set_member_name(j, "anon_huge_mib_before");
+        json_builder_add_int_value(j, (gint64)huge_before);
+        json_builder_set_member_name(j, "anon_huge_mib_after_first_snapshot");
+        json_builder_add_int_value(j, (gint64)huge_after);
         json_builder_set_member_name(j, "anchor_us");
         json_builder_add_double_value(j, 2.676);
         json_builder_set_member_name(j, "floor");
