@@ -41,7 +41,8 @@ struct BgSnapshot {
     BgSnapshotStats stats;
 
     GThread *fault_thread;
-    int stop_fd; /* eventfd: ends the fault thread */
+    int stop_fd;       /* eventfd: ends the fault thread */
+    gint fault_waiting; /* the fault thread wants the lock: the walk lets it go first */
 };
 
 static uint64_t block_pages(const RamBlock *rb)
@@ -185,7 +186,9 @@ static gpointer fault_thread(gpointer p)
         if (fds[1].revents) {
             return NULL;
         }
+        g_atomic_int_inc(&b->fault_waiting);
         g_mutex_lock(&b->lock);
+        g_atomic_int_dec_and_test(&b->fault_waiting);
         bool ok = serve_faults(b, &b->fault_error);
         g_mutex_unlock(&b->lock);
         if (!ok) {
@@ -208,6 +211,10 @@ static void stop_fault_thread(BgSnapshot *b)
 /* One walk step, or false with what failed (here or in the fault thread). */
 static bool walk_step(BgSnapshot *b, guint bi, uint64_t first, uint64_t pages, GError **err)
 {
+    /* A mutex is not fair: without this the walk could take it back step after step while a vCPU waits. */
+    while (g_atomic_int_get(&b->fault_waiting)) {
+        g_thread_yield();
+    }
     g_mutex_lock(&b->lock);
     bool ok = !b->fault_error && save_range(b, bi, first, MIN(first + WALK_PAGES, pages), err);
     if (b->fault_error) {
