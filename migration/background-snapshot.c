@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-/* The walk saves this many pages at a time, holding the stream meanwhile. */
+/* The walk saves this many pages at a time. */
 #define WALK_PAGES 64u
 /*
  * A fault saves the unsaved pages of the aligned group around it; a fault
@@ -19,8 +19,10 @@
  * often.
  */
 #define FAULT_GROUP_PAGES 16u
-#define FAULT_GROUP_MAX 256u
+#define FAULT_GROUP_MAX 128u
 #define FAULT_BATCH 64
+/* Saved pages the fault thread leaves for the walk to write out, at most; beyond, it writes them itself. */
+#define PENDING_MAX (32u << 20)
 
 struct BgSnapshot {
     int uffd;
@@ -28,17 +30,25 @@ struct BgSnapshot {
     guint protected;   /* blocks registered and protected so far */
     uint64_t **zero;   /* per block: a bit per page never touched at the instant (so zero) */
 
-    /* While bgsnap_save runs, the walk and the fault thread both save pages: */
-    GMutex lock;      /* everything below */
-    uint64_t **saved; /* per block: a bit per page in the stream */
-    uint8_t *scratch; /* RAM_SECTION_BYTES */
-    MigWriter *w;
+    /*
+     * While bgsnap_save runs, the walk and the fault thread both save
+     * pages: each copies them, as stream sections, into @pending and drops
+     * their protection at once, so a vCPU waits for a copy, not for a
+     * write. Whoever holds write_lock writes @pending out to the stream;
+     * RAM sections may go in any order.
+     */
+    GMutex lock;        /* the members up to write_lock */
+    uint64_t **saved;   /* per block: a bit per page saved */
+    uint8_t *scratch;   /* RAM_SECTION_BYTES */
+    MigWriter *pending; /* memory writer */
     RamStats *ram;
     GError *fault_error; /* the fault thread's, which ends the snapshot */
     guint run_block;     /* the last fault's group: where it ended, and its size */
     uint64_t run_end;
     unsigned group;
     BgSnapshotStats stats;
+    GMutex write_lock; /* @w */
+    MigWriter *w;
 
     GThread *fault_thread;
     int stop_fd;       /* eventfd: ends the fault thread */
@@ -78,6 +88,8 @@ BgSnapshot *bgsnap_begin(GPtrArray *blocks, GError **err)
     }
     g_autoptr(BgSnapshot) b = g_new0(BgSnapshot, 1);
     g_mutex_init(&b->lock);
+    g_mutex_init(&b->write_lock);
+    b->pending = mig_writer_new(-1);
     b->stop_fd = -1;
     b->run_end = UINT64_MAX;
     b->group = FAULT_GROUP_PAGES;
@@ -110,8 +122,8 @@ BgSnapshot *bgsnap_begin(GPtrArray *blocks, GError **err)
 }
 
 /*
- * Write the pages of [lo, hi) not yet in the stream, push them out of our
- * buffer, then drop the protection of the whole range. Lock held.
+ * Copy the pages of [lo, hi) not saved yet into @pending as sections, then
+ * drop the protection of the whole range. Lock held.
  */
 static bool save_range(BgSnapshot *b, guint bi, uint64_t lo, uint64_t hi, GError **err)
 {
@@ -126,11 +138,23 @@ static bool save_range(BgSnapshot *b, guint bi, uint64_t lo, uint64_t hi, GError
             b->saved[bi][q / 64] |= 1ULL << (q % 64);
             q++;
         }
-        ram_save_pages(b->w, rb, p, (unsigned)(q - p), b->zero[bi], b->scratch, b->ram);
+        ram_save_pages(b->pending, rb, p, (unsigned)(q - p), b->zero[bi], b->scratch, b->ram);
         p = q;
     }
-    return mig_writer_flush(b->w, err) &&
-           uffd_write_protect(b->uffd, rb->host + lo * RAM_PAGE_SIZE, (hi - lo) * RAM_PAGE_SIZE, false, err);
+    return uffd_write_protect(b->uffd, rb->host + lo * RAM_PAGE_SIZE, (hi - lo) * RAM_PAGE_SIZE, false, err);
+}
+
+/* Write what is pending to the stream. Not with the lock held: saving goes on meanwhile. */
+static bool write_out(BgSnapshot *b, GError **err)
+{
+    g_mutex_lock(&b->write_lock);
+    g_mutex_lock(&b->lock);
+    g_autoptr(GBytes) sections = mig_writer_take(b->pending);
+    g_mutex_unlock(&b->lock);
+    mig_write_sections(b->w, sections);
+    bool ok = mig_writer_flush(b->w, err);
+    g_mutex_unlock(&b->write_lock);
+    return ok;
 }
 
 /* Save what the pending write faults wait for. Lock held. */
@@ -189,9 +213,15 @@ static gpointer fault_thread(gpointer p)
         g_atomic_int_inc(&b->fault_waiting);
         g_mutex_lock(&b->lock);
         g_atomic_int_dec_and_test(&b->fault_waiting);
-        bool ok = serve_faults(b, &b->fault_error);
+        GError *err = NULL;
+        bool ok = serve_faults(b, &err);
+        bool full = mig_writer_pending(b->pending) > PENDING_MAX;
         g_mutex_unlock(&b->lock);
+        ok = ok && (!full || write_out(b, &err));
         if (!ok) {
+            g_mutex_lock(&b->lock);
+            g_propagate_error(&b->fault_error, err);
+            g_mutex_unlock(&b->lock);
             return NULL; /* the walk stops at its next step; bgsnap_end wakes the waiting writers */
         }
     }
@@ -222,7 +252,7 @@ static bool walk_step(BgSnapshot *b, guint bi, uint64_t first, uint64_t pages, G
         ok = false;
     }
     g_mutex_unlock(&b->lock);
-    return ok;
+    return ok && write_out(b, err);
 }
 
 bool bgsnap_save(BgSnapshot *b, MigWriter *w, const BgSnapshotOps *ops, void *opaque, RamStats *ram,
@@ -257,7 +287,7 @@ bool bgsnap_save(BgSnapshot *b, MigWriter *w, const BgSnapshotOps *ops, void *op
         }
     }
     stop_fault_thread(b);
-    return ok;
+    return ok && write_out(b, err); /* what the fault thread saved last */
 }
 
 void bgsnap_stats(BgSnapshot *b, BgSnapshotStats *stats)
@@ -293,7 +323,9 @@ void bgsnap_end(BgSnapshot *b)
         close(b->stop_fd);
     }
     g_clear_error(&b->fault_error);
+    mig_writer_free(b->pending);
     g_mutex_clear(&b->lock);
+    g_mutex_clear(&b->write_lock);
     g_free(b->zero);
     g_free(b->saved);
     g_free(b->scratch);

@@ -242,6 +242,19 @@ GBytes *mig_writer_data(MigWriter *w)
     return g_bytes_new(w->buf->data, w->buf->len);
 }
 
+GBytes *mig_writer_take(MigWriter *w)
+{
+    g_assert(w->fd < 0);
+    GBytes *data = g_byte_array_free_to_bytes(w->buf);
+    w->buf = g_byte_array_new();
+    return data;
+}
+
+size_t mig_writer_pending(const MigWriter *w)
+{
+    return w->buf->len;
+}
+
 /* ---- reading ---- */
 
 struct MigReader {

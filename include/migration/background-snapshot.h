@@ -8,10 +8,11 @@
  * protection, so neither prefaulting nor UFFD_FEATURE_WP_UNPOPULATED's page
  * tables for them, and a guest's first write to one never waits. Then the
  * caller's thread walks RAM in steps while a second thread serves write
- * faults as they come, saving the faulting pages ahead of the walk (the two
- * take turns on the stream). A page's protection is dropped
- * only once the page is in the stream (written out of our buffer), which
- * also wakes the writer that waited for it.
+ * faults as they come, saving the faulting pages ahead of the walk. A page
+ * is saved by copying it into the stream's buffer as a checksummed section,
+ * and its protection drops right after, which wakes the writer that waited
+ * for it: a vCPU waits for a copy of its pages, never for the disk. The
+ * walk writes the buffer out (the fault thread too, past a bound).
  *
  * Anything that writes guest RAM, vCPUs and Vireo's own devices alike,
  * waits in the kernel on a protected page until the engine has saved it;

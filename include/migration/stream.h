@@ -57,6 +57,10 @@ void mig_write_end(MigWriter *w);
 bool mig_writer_flush(MigWriter *w, GError **err);
 uint64_t mig_writer_bytes(const MigWriter *w);
 GBytes *mig_writer_data(MigWriter *w); /* memory writers only */
+/* A memory writer's bytes so far, leaving it empty; whole sections, if taken between them. */
+GBytes *mig_writer_take(MigWriter *w);
+/* Bytes buffered and not yet written (for a memory writer: not yet taken). */
+size_t mig_writer_pending(const MigWriter *w);
 
 typedef struct MigSection {
     MigSectionKind kind;
