@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# QEMU's snapshot jobs on bookworm's cloud kernel in the rig
+# (tests/system/snapshot-jobs-debian.py drives them over QMP): while the guest
+# runs tests/guest-tools/memcheck over 64 MiB and a loop that writes and reads
+# back numbered blocks of its virtio disk, snapshot-save takes a background
+# snapshot (the guest keeps going), snapshot-load brings the guest, its memory
+# and its disk back to that point, snapshot-delete removes the tag.
+. "$(dirname "$0")/../rig/selftest/lib.sh"
+memcheck="$build/tests/guest-tools/memcheck"
+[ -x "$memcheck" ] || fail "$memcheck is not built (static executables need libc6-dev)"
+kernel=$("$rig" path guest-kernel:bookworm-cloud)
+qmp=$("$rig" path qemu-qmp)
+
+cat > "$work/guest.sh" <<'GUEST'
+memcheck -s 64 -r 0 -i 2000 &
+k=0
+while :; do
+	k=$((k + 1))
+	want=$(printf 'disk-block-%08d' $k)
+	printf %s "$want" | dd of=/dev/vda bs=4096 seek=$((k % 256)) conv=sync oflag=direct 2>/dev/null
+	got=$(dd if=/dev/vda bs=4096 skip=$((k % 256)) count=1 iflag=direct 2>/dev/null | head -c 19)
+	if [ "$got" = "$want" ]; then echo "@disk: n=$k ok"; else echo "@disk: n=$k FAIL read '$got'"; fi
+	sleep 2
+done
+GUEST
+"$rig" initramfs -o "$work/initrd" --modules-dir "$("$rig" path guest-modules:bookworm-cloud)" \
+	--file "/bin/memcheck=$memcheck" -m virtio_pci -m virtio_blk --script "$work/guest.sh"
+
+cat > "$work/job.sh" <<JOB
+mkdir -p /tmp/sj/snapshots && truncate -s 16M /tmp/sj/disk.img
+python3 '$src/tests/system/snapshot-jobs-debian.py' '$kernel' '$work/initrd' /tmp/sj \
+	'$build/vireo-system-x86_64' -accel kvm -M pc -cpu host -nodefaults -display none -serial stdio \
+	-snapshot-dir /tmp/sj/snapshots
+echo "=== status \$?"
+JOB
+"$rig" run --mem 3G --work "$work" --env "PYTHONPATH=$qmp" -- sh "$work/job.sh" | tee "$work/out"
+expect "$work/out" "^=== status 0$" "snapshot-save while the guest writes, snapshot-load back to it (memory, console, disk), snapshot-delete"
