@@ -64,13 +64,17 @@ def disk_at(offset, size):
 
 async def main():
     vm = await md.boot("source")
-    await vm.execute("migrate-set-parameters", **{"max-bandwidth": 16 << 20})
+    # Slow enough that writing the guest's RAM spans several of memcheck's lines.
+    await vm.execute("migrate-set-parameters", **{"max-bandwidth": 8 << 20})
 
     print("=== save", flush=True)
     at_gens, at_ns = vm.gens(), vm.disk_ns()
     j = await run_job(vm, "snapshot-save", "save1", tag="before", **DRIVE)
     check(j.get("type") == "snapshot-save" and "error" not in j, f"save: the job succeeded ({j.get('error')})")
     check(job_statuses(vm, "save1") == DONE, f"save: JOB_STATUS_CHANGE {job_statuses(vm, 'save1')}")
+    check(len(vm.gens()) > len(at_gens) and len(vm.disk_ns()) > len(at_ns),
+          f"save: the console went on while it was saved (memcheck {at_gens[-1:]} -> {vm.gens()[-1:]}, "
+          f"disk {at_ns[-1:]} -> {vm.disk_ns()[-1:]})")
     check(await vm.status() == "running", "save: the guest runs on (not stopped)")
     files = sorted(os.listdir(os.path.join(SNAPDIR, "before")))
     check(files == ["virtio0.raw", "vmstate"], f"save: the tag holds the VM state and the disk's copy ({files})")
