@@ -14,7 +14,6 @@ the snapshot against the 2 s before, and the worst and p99 write times in
 the intervals that fell inside the snapshot. Prints medians per command and
 the ratio of the first command to each other.
 """
-import json
 import os
 import re
 import statistics
@@ -22,7 +21,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vmm import Vmm, running, tmp  # noqa: E402
+from vmm import Vmm, report, run_rounds, tmp  # noqa: E402
 
 out_json, runs, specs = sys.argv[1], int(sys.argv[2]), [a.split("=", 1) for a in sys.argv[3:]]
 LINE = re.compile(r"^hotwriter: t=([\d.]+) pages=(\d+) rate=(\d+) max=(\d+) p99=(\d+)", re.M)
@@ -32,7 +31,7 @@ def lines(vm):
     return [tuple(float(x) for x in m) for m in LINE.findall(vm.console())]
 
 
-def one_round(label, cmd, m):
+def one_round(label, cmd, m, rnd):
     vm = Vmm(label, cmd)
     vm.poll(lambda: len(lines(vm)) >= 12, "hotwriter up to speed (3 s of lines)", 0.2)
     vm.cmd("migrate-set-capabilities", capabilities=[{"capability": "background-snapshot", "state": True}])
@@ -63,41 +62,8 @@ def one_round(label, cmd, m):
     m["intervals"] = len(during)
 
 
-results = {label: [] for label, _ in specs}
-for rnd in range(runs):
-    for label, cmd in specs:
-        m = {}
-        try:
-            one_round(label, cmd, m)
-            results[label].append(m)
-            print(f"round {rnd + 1} {label}: {m}", flush=True)
-        except RuntimeError as e:
-            print(f"bench/bgsnap: round {rnd + 1} {label} failed: {e} (measured so far: {m})", flush=True)
-            for vm in running:
-                for path in (vm.serial, vm.log.name):
-                    if os.path.exists(path):
-                        print(f"--- {path} (end)\n{open(path, errors='replace').read()[-1500:]}", flush=True)
-        finally:
-            while running:
-                running.pop().kill()
-
-medians = {}
-for label, ms in results.items():
-    if ms:
-        medians[label] = {k: statistics.median(x[k] for x in ms) for k in ms[0]}
-print(f"\nmedians over {runs} rounds (rounds that failed are left out: "
-      + ", ".join(f"{label} {len(ms)} ok" for label, ms in results.items()) + ")")
-keys = ["total_s", "wall_s", "pause_ms", "rate_before", "rate_during", "rate_ratio", "worst_stall_ms",
-        "p99_stall_ms", "file_MiB", "intervals"]
-subject = specs[0][0]
-print(f"{'metric':16}" + "".join(f"{label:>12}" for label in medians) +
-      "".join(f"{subject + '/' + label:>16}" for label in list(medians)[1:]))
-for k in keys:
-    row = f"{k:16}" + "".join(f"{medians[label][k]:12.2f}" for label in medians)
-    for label in list(medians)[1:]:
-        if subject in medians and medians[label][k]:
-            row += f"{medians[subject][k] / medians[label][k]:16.2f}"
-    print(row)
+results = run_rounds("bench/bgsnap", specs, runs, one_round)
+report(results, specs, runs, ["total_s", "wall_s", "pause_ms", "rate_before", "rate_during", "rate_ratio",
+                              "worst_stall_ms", "p99_stall_ms", "file_MiB", "intervals"], out_json)
 print("goals: total_s ratio <= 0.25, rate_ratio >= 0.8, worst_stall_ms <= 10")
-json.dump({"rounds": results, "medians": medians}, open(out_json, "w"), indent=1)
 sys.exit(0 if all(results.values()) else 1)

@@ -13,14 +13,12 @@ the order given (noise falls on all alike):
             query-migrate's total-time and downtime, and the guest going on there
 Prints the medians per command and the ratio of the first command to each other.
 """
-import json
 import os
-import statistics
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vmm import Vmm, running, tmp  # noqa: E402
+from vmm import Vmm, report, run_rounds, tmp  # noqa: E402
 
 out_json, runs, specs = sys.argv[1], int(sys.argv[2]), [a.split("=", 1) for a in sys.argv[3:]]
 
@@ -30,7 +28,7 @@ def fast(vm):
     vm.cmd("migrate-set-parameters", **{"max-bandwidth": 0})
 
 
-def one_round(label, cmd, m):
+def one_round(label, cmd, m, rnd):
     """Fill @m with the round's metrics (what was measured stays there if a later step fails)."""
     # Save and restore.
     src = Vmm(label + "-src", cmd)
@@ -54,7 +52,7 @@ def one_round(label, cmd, m):
     dst.poll(lambda: [g for g in dst.gens() if g > last], "memcheck going on after the restore", 0.2)
 
     # Live: the restored guest keeps writing; migrate it to a new process over TCP.
-    port = 47000 + runs_done[0]
+    port = 47000 + rnd * len(specs) + [label for label, _ in specs].index(label)
     live = Vmm(label + "-live", cmd, "-incoming", f"tcp:127.0.0.1:{port}")
     fast(dst)
     dst.cmd("migrate", uri=f"tcp:127.0.0.1:{port}")
@@ -68,45 +66,12 @@ def one_round(label, cmd, m):
     live.kill()
 
 
-results = {label: [] for label, _ in specs}
-runs_done = [0]
-for rnd in range(runs):
-    for label, cmd in specs:
-        runs_done[0] += 1
-        m = {}
-        try:
-            one_round(label, cmd, m)
-            results[label].append(m)
-            print(f"round {rnd + 1} {label}: {m}", flush=True)
-        except RuntimeError as e:
-            print(f"bench/migration: round {rnd + 1} {label} failed: {e} (measured so far: {m})", flush=True)
-            for vm in running:
-                for path in (vm.serial, vm.log.name):
-                    if os.path.exists(path):
-                        print(f"--- {path} (end)\n{open(path, errors='replace').read()[-1500:]}", flush=True)
-        finally:
-            while running:
-                running.pop().kill()
-
-medians = {}
-for label, ms in results.items():
-    if ms:
-        medians[label] = {k: statistics.median(x[k] for x in ms) for k in ms[0]}
-print(f"\nmedians over {runs} rounds (rounds that failed are left out: "
-      + ", ".join(f"{label} {len(ms)} ok" for label, ms in results.items()) + ")")
-keys = ["save_s", "restore_s", "live_total_ms", "live_downtime_ms", "stream_MiB", "live_MiB"]
-print(f"{'metric':18}" + "".join(f"{label:>12}" for label in medians) +
-      "".join(f"{specs[0][0] + '/' + label:>16}" for label in list(medians)[1:]))
+results = run_rounds("bench/migration", specs, runs, one_round)
+medians = report(results, specs, runs, ["save_s", "restore_s", "live_total_ms", "live_downtime_ms", "stream_MiB",
+                                        "live_MiB"], out_json)
 subject = specs[0][0]
-for k in keys:
-    row = f"{k:18}" + "".join(f"{medians[label][k]:12.2f}" for label in medians)
-    for label in list(medians)[1:]:
-        if subject in medians and medians[label][k]:
-            row += f"{medians[subject][k] / medians[label][k]:16.2f}"
-    print(row)
-save_restore = {label: med["save_s"] + med["restore_s"] for label, med in medians.items()}
-for label in list(medians)[1:]:
-    if subject in save_restore:
-        print(f"save+restore {subject}/{label}: {save_restore[subject] / save_restore[label]:.2f}")
-json.dump({"rounds": results, "medians": medians}, open(out_json, "w"), indent=1)
+for label, med in medians.items():
+    if label != subject and subject in medians:
+        ratio = (medians[subject]["save_s"] + medians[subject]["restore_s"]) / (med["save_s"] + med["restore_s"])
+        print(f"save+restore {subject}/{label}: {ratio:.2f}")
 sys.exit(0 if all(results.values()) else 1)

@@ -2,12 +2,14 @@
 
 Vmm(name, cmd, *extra) starts CMD (a shell command line) with its serial
 port in a file and a QMP socket under TMP, and connects; every one started
-is in `running`, for the caller to kill at the end of its round.
+is in `running`, killed at the end of its round. run_rounds() alternates
+the commands round after round, and report() prints medians and ratios.
 """
 import json
 import os
 import re
 import socket
+import statistics
 import subprocess
 import time
 
@@ -94,3 +96,45 @@ class Vmm:
         self.proc.wait()
 
 
+
+
+def run_rounds(bench, specs, runs, one_round):
+    """Per round, each (label, cmd) of @specs in turn: one_round(label, cmd, m, round) fills m.
+    A round that fails is shown with the end of its logs and left out. {label: [m, ...]}."""
+    results = {label: [] for label, _ in specs}
+    for rnd in range(runs):
+        for label, cmd in specs:
+            m = {}
+            try:
+                one_round(label, cmd, m, rnd)
+                results[label].append(m)
+                print(f"round {rnd + 1} {label}: {m}", flush=True)
+            except RuntimeError as e:
+                print(f"{bench}: round {rnd + 1} {label} failed: {e} (measured so far: {m})", flush=True)
+                for vm in running:
+                    for path in (vm.serial, vm.log.name):
+                        if os.path.exists(path):
+                            print(f"--- {path} (end)\n{open(path, errors='replace').read()[-1500:]}", flush=True)
+            finally:
+                while running:
+                    running.pop().kill()
+    return results
+
+
+def report(results, specs, runs, keys, out_json):
+    """Medians per label of @keys, and the first label's ratio to each other; all rounds to @out_json."""
+    medians = {label: {k: statistics.median(x[k] for x in ms) for k in ms[0]} for label, ms in results.items() if ms}
+    print(f"\nmedians over {runs} rounds (rounds that failed are left out: "
+          + ", ".join(f"{label} {len(ms)} ok" for label, ms in results.items()) + ")")
+    subject = specs[0][0]
+    others = [label for label in medians if label != subject]
+    print(f"{'metric':18}" + "".join(f"{label:>12}" for label in medians) +
+          "".join(f"{subject + '/' + label:>16}" for label in others))
+    for k in keys:
+        row = f"{k:18}" + "".join(f"{medians[label][k]:12.2f}" for label in medians)
+        for label in others:
+            if subject in medians and medians[label][k]:
+                row += f"{medians[subject][k] / medians[label][k]:16.2f}"
+        print(row)
+    json.dump({"rounds": results, "medians": medians}, open(out_json, "w"), indent=1)
+    return medians

@@ -62,6 +62,7 @@ struct Migration {
 
     GMutex mutex; /* status, error and stats: the thread writes, query-migrate reads */
     MigrationStatus status;
+    MigrationStatus shown; /* what query-migrate says: set_status */
     bool incoming; /* the status is of an incoming migration */
     char *error;
     MigrationStats stats;
@@ -108,6 +109,26 @@ static void post_event(Migration *ms, const char *name, JsonObject *data)
     json_object_unref(data);
 }
 
+typedef struct StatusShown {
+    Migration *ms;
+    MigrationStatus status;
+} StatusShown;
+
+static gboolean show_status(gpointer p)
+{
+    StatusShown *c = p;
+    g_mutex_lock(&c->ms->mutex);
+    c->ms->shown = c->status;
+    g_mutex_unlock(&c->ms->mutex);
+    g_free(c);
+    return G_SOURCE_REMOVE;
+}
+
+/*
+ * query-migrate shows a status only once its MIGRATION event is out: from
+ * a migration thread both go to the main loop, the event first, so a
+ * client that reads "completed" has had the event.
+ */
 static void set_status(Migration *ms, MigrationStatus status)
 {
     g_mutex_lock(&ms->mutex);
@@ -116,6 +137,13 @@ static void set_status(Migration *ms, MigrationStatus status)
     JsonObject *data = json_object_new();
     json_object_set_string_member(data, "status", status_names[status]);
     post_event(ms, "MIGRATION", data);
+    StatusShown *c = g_new(StatusShown, 1);
+    *c = (StatusShown){ ms, status };
+    if (g_main_context_is_owner(g_main_context_default())) {
+        show_status(c);
+    } else {
+        g_idle_add(show_status, c);
+    }
 }
 
 MigrationStatus migration_status(Migration *ms)
@@ -828,18 +856,18 @@ JsonObject *migration_query(Migration *ms)
     JsonObject *o = json_object_new();
     g_mutex_lock(&ms->mutex);
     const MigrationStats *st = &ms->stats;
-    if (ms->status != MIGRATION_STATUS_NONE) {
-        bool done = ms->status == MIGRATION_STATUS_COMPLETED;
-        json_object_set_string_member(o, "status", status_names[ms->status]);
+    if (ms->shown != MIGRATION_STATUS_NONE) {
+        bool done = ms->shown == MIGRATION_STATUS_COMPLETED;
+        json_object_set_string_member(o, "status", status_names[ms->shown]);
         json_object_set_int_member(o, "total-time",
-                                   (done || ms->status == MIGRATION_STATUS_FAILED ||
-                                    ms->status == MIGRATION_STATUS_CANCELLED)
+                                   (done || ms->shown == MIGRATION_STATUS_FAILED ||
+                                    ms->shown == MIGRATION_STATUS_CANCELLED)
                                        ? st->total_us / 1000
                                        : (now_us() - st->start_us) / 1000);
         json_object_set_int_member(o, "setup-time", st->setup_us / 1000);
         if (done) {
             json_object_set_int_member(o, "downtime", st->downtime_us / 1000);
-        } else if (ms->status == MIGRATION_STATUS_ACTIVE) {
+        } else if (ms->shown == MIGRATION_STATUS_ACTIVE) {
             json_object_set_int_member(o, "expected-downtime", st->expected_downtime_ms);
         }
         JsonObject *ram = json_object_new();

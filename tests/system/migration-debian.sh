@@ -27,20 +27,7 @@ esac
 kernel=$("$rig" path guest-kernel:bookworm-cloud)
 qmp=$("$rig" path qemu-qmp)
 
-# The disk loop: block K%256 gets "disk-block-K" (padded to 4 KiB by
-# conv=sync), written and read back around the page cache.
-cat > "$work/guest.sh" <<'GUEST'
-memcheck -s 64 -r 2000 &
-k=0
-while :; do
-	k=$((k + 1))
-	want=$(printf 'disk-block-%08d' $k)
-	printf %s "$want" | dd of=/dev/vda bs=4096 seek=$((k % 256)) conv=sync oflag=direct 2>/dev/null
-	got=$(dd if=/dev/vda bs=4096 skip=$((k % 256)) count=1 iflag=direct 2>/dev/null | head -c 19)
-	if [ "$got" = "$want" ]; then echo "@disk: n=$k ok"; else echo "@disk: n=$k FAIL read '$got'"; fi
-	sleep 2
-done
-GUEST
+{ echo "memcheck -s 64 -r 2000 &"; cat "$src/tests/system/guest-disk-loop.sh"; } > "$work/guest.sh"
 "$rig" initramfs -o "$work/initrd" --modules-dir "$("$rig" path guest-modules:bookworm-cloud)" \
 	--file "/bin/memcheck=$memcheck" -m virtio_pci -m virtio_blk --script "$work/guest.sh"
 
