@@ -646,7 +646,7 @@ bool migration_start(Migration *ms, const char *uri, int fd, GError **err)
 {
     if (migration_is_active(ms)) {
         g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "There's a migration process in progress");
-        return false;
+        return false; /* before touching the hooks of a snapshot job's snapshot */
     }
     ms->hooks = NULL;
     return start_outgoing(ms, uri, fd, ms->caps[CAP_BACKGROUND_SNAPSHOT], err);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # QEMU's snapshot jobs on bookworm's cloud kernel in the rig
 # (tests/system/snapshot-jobs-debian.py drives them over QMP): while the guest
-# runs tests/guest-tools/memcheck over 64 MiB and a loop that writes and reads
+# runs tests/guest-tools/memcheck over 64 MiB and a loop (guest-disk-loop.sh) that writes and reads
 # back numbered blocks of its virtio disk, snapshot-save takes a background
 # snapshot (the guest keeps going), snapshot-load brings the guest, its memory
 # and its disk back to that point, snapshot-delete removes the tag.
@@ -11,18 +11,7 @@ memcheck="$build/tests/guest-tools/memcheck"
 kernel=$("$rig" path guest-kernel:bookworm-cloud)
 qmp=$("$rig" path qemu-qmp)
 
-cat > "$work/guest.sh" <<'GUEST'
-memcheck -s 64 -r 0 -i 2000 &
-k=0
-while :; do
-	k=$((k + 1))
-	want=$(printf 'disk-block-%08d' $k)
-	printf %s "$want" | dd of=/dev/vda bs=4096 seek=$((k % 256)) conv=sync oflag=direct 2>/dev/null
-	got=$(dd if=/dev/vda bs=4096 skip=$((k % 256)) count=1 iflag=direct 2>/dev/null | head -c 19)
-	if [ "$got" = "$want" ]; then echo "@disk: n=$k ok"; else echo "@disk: n=$k FAIL read '$got'"; fi
-	sleep 2
-done
-GUEST
+{ echo "memcheck -s 64 -r 20000 -i 1000 &"; cat "$src/tests/system/guest-disk-loop.sh"; } > "$work/guest.sh"
 "$rig" initramfs -o "$work/initrd" --modules-dir "$("$rig" path guest-modules:bookworm-cloud)" \
 	--file "/bin/memcheck=$memcheck" -m virtio_pci -m virtio_blk --script "$work/guest.sh"
 
