@@ -4,20 +4,22 @@
 #include "util/error.h"
 #include "util/userfaultfd.h"
 #include <linux/userfaultfd.h>
+#include <errno.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <string.h>
 #include <unistd.h>
 
-/*
- * The walk saves this many pages between two looks at the faults: a vCPU
- * that writes a protected page waits at most about that long.
- */
+/* The walk saves this many pages at a time, holding the stream meanwhile. */
 #define WALK_PAGES 64u
 /*
- * A fault saves the unsaved pages of the aligned group around it, so a
- * guest writing along a buffer waits once per group rather than per page.
+ * A fault saves the unsaved pages of the aligned group around it; a fault
+ * right where the last one's group ended doubles the group, up to
+ * FAULT_GROUP_MAX, so a guest writing along a buffer waits less and less
+ * often.
  */
 #define FAULT_GROUP_PAGES 16u
+#define FAULT_GROUP_MAX 256u
 #define FAULT_BATCH 64
 
 struct BgSnapshot {
@@ -25,9 +27,21 @@ struct BgSnapshot {
     GPtrArray *blocks; /* RamBlock */
     guint protected;   /* blocks registered and protected so far */
     uint64_t **zero;   /* per block: a bit per page never touched at the instant (so zero) */
-    uint64_t **saved;  /* per block: a bit per page in the stream, or zero */
-    uint8_t *scratch;  /* RAM_SECTION_BYTES */
+
+    /* While bgsnap_save runs, the walk and the fault thread both save pages: */
+    GMutex lock;      /* everything below */
+    uint64_t **saved; /* per block: a bit per page in the stream */
+    uint8_t *scratch; /* RAM_SECTION_BYTES */
+    MigWriter *w;
+    RamStats *ram;
+    GError *fault_error; /* the fault thread's, which ends the snapshot */
+    guint run_block;     /* the last fault's group: where it ended, and its size */
+    uint64_t run_end;
+    unsigned group;
     BgSnapshotStats stats;
+
+    GThread *fault_thread;
+    int stop_fd; /* eventfd: ends the fault thread */
 };
 
 static uint64_t block_pages(const RamBlock *rb)
@@ -62,6 +76,10 @@ BgSnapshot *bgsnap_begin(GPtrArray *blocks, GError **err)
         return NULL;
     }
     g_autoptr(BgSnapshot) b = g_new0(BgSnapshot, 1);
+    g_mutex_init(&b->lock);
+    b->stop_fd = -1;
+    b->run_end = UINT64_MAX;
+    b->group = FAULT_GROUP_PAGES;
     b->blocks = g_ptr_array_ref(blocks);
     b->zero = g_new0(uint64_t *, blocks->len);
     b->saved = g_new0(uint64_t *, blocks->len);
@@ -76,7 +94,7 @@ BgSnapshot *bgsnap_begin(GPtrArray *blocks, GError **err)
         /* Untouched now means zero at the instant; what the guest writes there later needs no saving. */
         b->zero[i] = g_new(uint64_t, words);
         ram_untouched_pages(rb->host, block_pages(rb), b->zero[i]);
-        b->saved[i] = g_memdup2(b->zero[i], words * 8);
+        b->saved[i] = g_new0(uint64_t, words);
         if (!uffd_register_wp(b->uffd, rb->host, rb->size, err)) {
             g_prefix_error(err, "RAM block '%s': ", rb->name);
             return NULL;
@@ -92,10 +110,9 @@ BgSnapshot *bgsnap_begin(GPtrArray *blocks, GError **err)
 
 /*
  * Write the pages of [lo, hi) not yet in the stream, push them out of our
- * buffer, then drop the protection of the whole range.
+ * buffer, then drop the protection of the whole range. Lock held.
  */
-static bool save_range(BgSnapshot *b, MigWriter *w, guint bi, uint64_t lo, uint64_t hi, RamStats *ram,
-                       GError **err)
+static bool save_range(BgSnapshot *b, guint bi, uint64_t lo, uint64_t hi, GError **err)
 {
     RamBlock *rb = g_ptr_array_index(b->blocks, bi);
     for (uint64_t p = lo; p < hi;) {
@@ -108,15 +125,15 @@ static bool save_range(BgSnapshot *b, MigWriter *w, guint bi, uint64_t lo, uint6
             b->saved[bi][q / 64] |= 1ULL << (q % 64);
             q++;
         }
-        ram_save_pages(w, rb, p, (unsigned)(q - p), b->zero[bi], b->scratch, ram);
+        ram_save_pages(b->w, rb, p, (unsigned)(q - p), b->zero[bi], b->scratch, b->ram);
         p = q;
     }
-    return mig_writer_flush(w, err) &&
+    return mig_writer_flush(b->w, err) &&
            uffd_write_protect(b->uffd, rb->host + lo * RAM_PAGE_SIZE, (hi - lo) * RAM_PAGE_SIZE, false, err);
 }
 
-/* Save what the pending write faults wait for. */
-static bool serve_faults(BgSnapshot *b, MigWriter *w, RamStats *ram, GError **err)
+/* Save what the pending write faults wait for. Lock held. */
+static bool serve_faults(BgSnapshot *b, GError **err)
 {
     uint64_t addrs[FAULT_BATCH];
     int n;
@@ -129,59 +146,116 @@ static bool serve_faults(BgSnapshot *b, MigWriter *w, RamStats *ram, GError **er
             }
             uint64_t page = (addrs[i] - (uintptr_t)rb->host) / RAM_PAGE_SIZE;
             uint64_t lo = page / FAULT_GROUP_PAGES * FAULT_GROUP_PAGES;
-            uint64_t hi = MIN(lo + FAULT_GROUP_PAGES, block_pages(rb));
-            uint64_t before = ram->pages;
+            bool sequential = bi == b->run_block && lo == b->run_end;
+            b->group = sequential ? MIN(b->group * 2, FAULT_GROUP_MAX) : FAULT_GROUP_PAGES;
+            uint64_t hi = MIN(lo + b->group, block_pages(rb));
+            b->run_block = bi;
+            b->run_end = hi;
+            uint64_t before = b->ram->pages;
             /* A page saved already was unprotected then, which woke its writer; this cannot hurt. */
-            if (!save_range(b, w, bi, lo, hi, ram, err)) {
+            if (!save_range(b, bi, lo, hi, err)) {
                 return false;
             }
             b->stats.faults++;
-            b->stats.fault_pages += ram->pages - before;
+            b->stats.fault_pages += b->ram->pages - before;
         }
     }
     return n == 0;
 }
 
-/* Hold off for @us (max-bandwidth), serving faults meanwhile. */
-static bool wait_serving(BgSnapshot *b, MigWriter *w, int64_t us, RamStats *ram, GError **err)
+/*
+ * Serves faults as they come, so a writer waits only for its own pages
+ * (and at most one walk step), not for the walk to come round.
+ */
+static gpointer fault_thread(gpointer p)
 {
-    int64_t deadline = g_get_monotonic_time() + us;
-    for (int64_t left = us; left > 0; left = deadline - g_get_monotonic_time()) {
-        struct pollfd pfd = { .fd = b->uffd, .events = POLLIN };
-        if (poll(&pfd, 1, (int)((left + 999) / 1000)) > 0 && !serve_faults(b, w, ram, err)) {
-            return false;
+    BgSnapshot *b = p;
+    struct pollfd fds[] = { { .fd = b->uffd, .events = POLLIN }, { .fd = b->stop_fd, .events = POLLIN } };
+    for (;;) {
+        if (poll(fds, G_N_ELEMENTS(fds), -1) < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            g_mutex_lock(&b->lock);
+            g_set_error(&b->fault_error, VIREO_ERROR, VIREO_ERROR_FAILED, "polling userfaultfd: %s",
+                        g_strerror(errno));
+            g_mutex_unlock(&b->lock);
+            return NULL;
+        }
+        if (fds[1].revents) {
+            return NULL;
+        }
+        g_mutex_lock(&b->lock);
+        bool ok = serve_faults(b, &b->fault_error);
+        g_mutex_unlock(&b->lock);
+        if (!ok) {
+            return NULL; /* the walk stops at its next step; bgsnap_end wakes the waiting writers */
         }
     }
-    return true;
+}
+
+static void stop_fault_thread(BgSnapshot *b)
+{
+    if (b->fault_thread) {
+        uint64_t one = 1;
+        if (write(b->stop_fd, &one, sizeof(one)) != sizeof(one)) {
+            g_warning("background snapshot: cannot stop the fault thread: %s", g_strerror(errno));
+        }
+        g_thread_join(g_steal_pointer(&b->fault_thread));
+    }
+}
+
+/* One walk step, or false with what failed (here or in the fault thread). */
+static bool walk_step(BgSnapshot *b, guint bi, uint64_t first, uint64_t pages, GError **err)
+{
+    g_mutex_lock(&b->lock);
+    bool ok = !b->fault_error && save_range(b, bi, first, MIN(first + WALK_PAGES, pages), err);
+    if (b->fault_error) {
+        g_propagate_error(err, g_steal_pointer(&b->fault_error));
+        ok = false;
+    }
+    g_mutex_unlock(&b->lock);
+    return ok;
 }
 
 bool bgsnap_save(BgSnapshot *b, MigWriter *w, const BgSnapshotOps *ops, void *opaque, RamStats *ram,
                  GError **err)
 {
-    for (guint bi = 0; bi < b->blocks->len; bi++) {
+    b->w = w;
+    b->ram = ram;
+    b->stop_fd = eventfd(0, EFD_CLOEXEC);
+    if (b->stop_fd < 0) {
+        g_set_error(err, VIREO_ERROR, VIREO_ERROR_FAILED, "eventfd: %s", g_strerror(errno));
+        return false;
+    }
+    b->fault_thread = g_thread_new("snapshot-faults", fault_thread, b);
+    bool ok = true;
+    for (guint bi = 0; ok && bi < b->blocks->len; bi++) {
         uint64_t pages = block_pages(g_ptr_array_index(b->blocks, bi));
-        for (uint64_t first = 0; first < pages; first += WALK_PAGES) {
+        for (uint64_t first = 0; ok && first < pages; first += WALK_PAGES) {
             if (ops->cancelled(opaque)) {
                 g_set_error(err, VIREO_ERROR, VIREO_ERROR_FAILED, "cancelled");
-                return false;
+                ok = false;
+                break;
             }
-            if (!serve_faults(b, w, ram, err) ||
-                !save_range(b, w, bi, first, MIN(first + WALK_PAGES, pages), ram, err)) {
-                return false;
-            }
-            for (int64_t us; (us = ops->pace(opaque, ram)) > 0;) {
-                if (!wait_serving(b, w, us, ram, err)) {
-                    return false;
-                }
+            ok = walk_step(b, bi, first, pages, err);
+            for (int64_t us = 1; ok && us > 0;) {
+                g_mutex_lock(&b->lock);
+                us = ops->pace(opaque, ram);
+                g_mutex_unlock(&b->lock);
+                g_usleep(MAX(us, 0));
             }
         }
     }
-    return true;
+    stop_fault_thread(b);
+    return ok;
 }
 
-void bgsnap_stats(const BgSnapshot *b, BgSnapshotStats *stats)
+void bgsnap_stats(BgSnapshot *b, BgSnapshotStats *stats)
 {
+    g_mutex_lock(&b->lock);
     *stats = b->stats;
+    g_mutex_unlock(&b->lock);
 }
 
 void bgsnap_end(BgSnapshot *b)
@@ -202,9 +276,15 @@ void bgsnap_end(BgSnapshot *b)
         g_free(b->zero[i]);
         g_free(b->saved[i]);
     }
+    stop_fault_thread(b);
     if (b->uffd >= 0) {
         close(b->uffd);
     }
+    if (b->stop_fd >= 0) {
+        close(b->stop_fd);
+    }
+    g_clear_error(&b->fault_error);
+    g_mutex_clear(&b->lock);
     g_free(b->zero);
     g_free(b->saved);
     g_free(b->scratch);

@@ -67,6 +67,15 @@ static bool open_file_out(MigChannel *ch, const char *spec, GError **err)
     if (!parse_file(ch, spec, &path, &offset, err)) {
         return false;
     }
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        /* A device or a pipe (file:/dev/null) is written in place: renaming over it would replace it. */
+        ch->fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (ch->fd < 0 || (offset && lseek(ch->fd, offset, SEEK_SET) < 0 && errno != ESPIPE)) {
+            return fail(err, ch, "cannot open", errno);
+        }
+        return true;
+    }
     g_autofree char *dir = g_path_get_dirname(path);
     g_autofree char *base = g_path_get_basename(path);
     ch->tmp_path = g_strdup_printf("%s/.%s.vireo-XXXXXX", dir, base);

@@ -6,15 +6,16 @@
  * registered with userfaultfd and write-protected in one range each, and
  * the pages the process never touched are noted as zero: they need no
  * protection, so neither prefaulting nor UFFD_FEATURE_WP_UNPOPULATED's page
- * tables for them, and a guest's first write to one never waits. Then one
- * thread walks RAM in sections; before each it serves the pending write
- * faults, saving the faulting pages first. A page's protection is dropped
+ * tables for them, and a guest's first write to one never waits. Then the
+ * caller's thread walks RAM in steps while a second thread serves write
+ * faults as they come, saving the faulting pages ahead of the walk (the two
+ * take turns on the stream). A page's protection is dropped
  * only once the page is in the stream (written out of our buffer), which
  * also wakes the writer that waited for it.
  *
  * Anything that writes guest RAM, vCPUs and Vireo's own devices alike,
  * waits in the kernel on a protected page until the engine has saved it;
- * the engine's thread must never wait for them (no big lock while saving).
+ * the engine's threads must never wait for them (no big lock while saving).
  */
 #pragma once
 #include "migration/ram.h"
@@ -51,7 +52,7 @@ BgSnapshot *bgsnap_begin(GPtrArray *blocks, GError **err);
  */
 bool bgsnap_save(BgSnapshot *b, MigWriter *w, const BgSnapshotOps *ops, void *opaque, RamStats *ram,
                  GError **err);
-void bgsnap_stats(const BgSnapshot *b, BgSnapshotStats *stats);
+void bgsnap_stats(BgSnapshot *b, BgSnapshotStats *stats);
 /* Drop every protection left (waking whoever waits on one) and free. */
 void bgsnap_end(BgSnapshot *b);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(BgSnapshot, bgsnap_end)

@@ -10,6 +10,7 @@ snapshot that mixed pages from two moments shows up in the restored guest
 as a MISMATCH line.
 """
 import os
+import stat
 import sys
 import time
 
@@ -83,7 +84,13 @@ check(r["status"] == "failed" and "error-desc" in r, f"a failed write fails the 
 check(src.cmd("query-status")["status"] == "running", "the source runs after the failure")
 src.wait_gen(src.gens()[-1] + 2, "the guest runs on after the failure")
 
-# 5. Capabilities QEMU refuses together with background-snapshot.
+# 5. A device is written in place, never replaced by a file renamed over it.
+src.cmd("migrate", uri="file:/dev/null")
+r = src.wait_migration()
+check(r["status"] == "completed", f"a snapshot to file:/dev/null completes ({r.get('error-desc', '')})")
+check(stat.S_ISCHR(os.stat("/dev/null").st_mode), "/dev/null is still a character device")
+
+# 6. Capabilities QEMU refuses together with background-snapshot.
 r = src.call("migrate-set-capabilities", capabilities=[{"capability": "postcopy-ram", "state": True}])
 check("error" in r and "not compatible" in r["error"]["desc"] and "postcopy-ram" in r["error"]["desc"],
       f"postcopy-ram with background-snapshot is refused by name ({r.get('error')})")
