@@ -280,6 +280,22 @@ BlockBackend *block_backend_open_by_id(const VmConfig *cfg, const VmOpt *user, c
     return NULL;
 }
 
+char *block_drive_filename(const VmConfig *cfg, const char *id)
+{
+    for (guint i = 0; i < cfg->drives->len; i++) {
+        g_autofree char *did = drive_id(cfg, i);
+        if (g_strcmp0(did, id) == 0) {
+            return g_strdup(vm_opt_get(cfg->drives->pdata[i], "file"));
+        }
+    }
+    const VmOpt *node = vm_opt_find(cfg->blockdevs, "node-name", id);
+    BlockConfig conf = { .id = id };
+    if (node && node_resolve_opt(cfg, node, &conf, 0, NULL)) {
+        return g_strdup(conf.filename);
+    }
+    return NULL;
+}
+
 GPtrArray *block_drive_implied_devices(const VmConfig *cfg, GError **err)
 {
     g_autoptr(GPtrArray) out = g_ptr_array_new_with_free_func(vm_opt_free);

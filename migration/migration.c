@@ -7,7 +7,10 @@
 #include "migration/stream.h"
 #include "migration/vmstate.h"
 #include "util/error.h"
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 
 #define WORD_PAGES 64
 /* QEMU's defaults: 128 MiB/s and 300 ms. */
@@ -68,6 +71,9 @@ struct Migration {
     MigChannel *channel;
     char *uri; /* of the last outgoing migration */
     gint cancel; /* atomic */
+    /* A snapshot job's background snapshot (migration_snapshot_to_file), else NULL. */
+    const MigrationSnapshotHooks *hooks;
+    void *hooks_opaque;
 };
 
 /* The outgoing thread's view of the RAM it still has to send. */
@@ -570,6 +576,9 @@ static gpointer snapshot_thread(gpointer p)
     ms->ops->stop(ms->opaque);
     quiesce_devices(m);
     bool ok = save_devices(ms, devices, &err) && (snap = bgsnap_begin(m->ram_blocks, &err));
+    if (ok && ms->hooks) {
+        ok = ms->hooks->paused(ms->hooks_opaque, &err);
+    }
     ms->ops->resume(ms->opaque);
     g_mutex_unlock(&m->lock);
     g_mutex_lock(&ms->mutex);
@@ -589,11 +598,19 @@ static gpointer snapshot_thread(gpointer p)
         ok = mig_writer_flush(w, &err) && mig_channel_close(g_steal_pointer(&ms->channel), true, &err);
     }
     update_ram_stats(&s);
+    const MigrationSnapshotHooks *hooks = ms->hooks;
+    void *hooks_opaque = ms->hooks_opaque;
+    if (!ok && !err) {
+        g_set_error(&err, VIREO_ERROR, VIREO_ERROR_FAILED, "cancelled");
+    }
     end_outgoing(ms, ok, err, false);
+    if (hooks) {
+        hooks->done(hooks_opaque, ok, err);
+    }
     return NULL;
 }
 
-bool migration_start(Migration *ms, const char *uri, int fd, GError **err)
+static bool start_outgoing(Migration *ms, const char *uri, int fd, bool background, GError **err)
 {
     if (migration_is_active(ms)) {
         g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "There's a migration process in progress");
@@ -620,9 +637,44 @@ bool migration_start(Migration *ms, const char *uri, int fd, GError **err)
     ms->stats.remaining = ms->stats.total;
     g_mutex_unlock(&ms->mutex);
     set_status(ms, MIGRATION_STATUS_SETUP);
-    ms->thread = ms->caps[CAP_BACKGROUND_SNAPSHOT] ? g_thread_new("snapshot", snapshot_thread, ms)
-                                                   : g_thread_new("migration", outgoing_thread, ms);
+    ms->thread = background ? g_thread_new("snapshot", snapshot_thread, ms)
+                            : g_thread_new("migration", outgoing_thread, ms);
     return true;
+}
+
+bool migration_start(Migration *ms, const char *uri, int fd, GError **err)
+{
+    if (migration_is_active(ms)) {
+        g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "There's a migration process in progress");
+        return false; /* before touching the hooks of a snapshot job's snapshot */
+    }
+    ms->hooks = NULL;
+    return start_outgoing(ms, uri, fd, ms->caps[CAP_BACKGROUND_SNAPSHOT], err);
+}
+
+bool migration_snapshot_to_file(Migration *ms, const char *path, const MigrationSnapshotHooks *hooks, void *opaque,
+                                GError **err)
+{
+    if (migration_is_active(ms)) {
+        g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "There's a migration process in progress");
+        return false;
+    }
+    if (!bgsnap_supported(err)) {
+        return false;
+    }
+    g_autofree char *uri = g_strconcat("file:", path, NULL);
+    ms->hooks = hooks;
+    ms->hooks_opaque = opaque;
+    if (!start_outgoing(ms, uri, -1, true, err)) {
+        ms->hooks = NULL;
+        return false;
+    }
+    return true;
+}
+
+void migration_quiesce(Migration *ms)
+{
+    quiesce_devices(ms->m);
 }
 
 void migration_cancel(Migration *ms)
@@ -667,6 +719,8 @@ static bool load_device(Migration *ms, const MigSection *sec, GError **err)
     return true;
 }
 
+static bool read_stream(Migration *ms, MigReader *r, GPtrArray *devices, GError **err);
+
 static bool load_stream(Migration *ms, GPtrArray *devices, GError **err)
 {
     if (!mig_channel_accept(ms->channel, err)) {
@@ -674,6 +728,12 @@ static bool load_stream(Migration *ms, GPtrArray *devices, GError **err)
     }
     set_status(ms, MIGRATION_STATUS_ACTIVE);
     g_autoptr(MigReader) r = mig_reader_new_fd(mig_channel_fd(ms->channel));
+    return read_stream(ms, r, devices, err);
+}
+
+/* RAM goes straight into guest memory; device sections are gathered into @devices. */
+static bool read_stream(Migration *ms, MigReader *r, GPtrArray *devices, GError **err)
+{
     if (!mig_read_header(r, ms->fingerprint, err)) {
         return false;
     }
@@ -742,6 +802,33 @@ static gpointer incoming_thread(gpointer p)
     g_mutex_unlock(&ms->m->lock);
     g_idle_add(reap_thread, g_thread_self());
     return NULL;
+}
+
+bool migration_load_file(Migration *ms, const char *path, GError **err)
+{
+    if (migration_is_active(ms)) {
+        g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "There's a migration process in progress");
+        return false;
+    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        g_set_error(err, VIREO_ERROR, VIREO_ERROR_FAILED, "%s: %s", path, g_strerror(errno));
+        return false;
+    }
+    g_autoptr(GPtrArray) devices = g_ptr_array_new_with_free_func(free_section);
+    bool ok;
+    {
+        g_autoptr(MigReader) r = mig_reader_new_fd(fd);
+        ok = read_stream(ms, r, devices, err);
+    }
+    close(fd);
+    for (guint i = 0; ok && i < devices->len; i++) {
+        ok = load_device(ms, g_ptr_array_index(devices, i), err);
+    }
+    if (!ok) {
+        g_prefix_error(err, "%s: ", path);
+    }
+    return ok;
 }
 
 bool migration_incoming(Migration *ms, const char *uri, int fd, GError **err)

@@ -11,7 +11,7 @@
 
 G_DEFINE_QUARK(vireo-monitor-error-quark, monitor_error)
 
-typedef enum { ARG_STR, ARG_INT, ARG_BOOL, ARG_ANY } ArgType;
+typedef enum { ARG_STR, ARG_INT, ARG_BOOL, ARG_ARRAY, ARG_ANY } ArgType;
 
 /* Per type: schema name, the JSON type query-qmp-schema gives it, and how errors say it. */
 static const struct {
@@ -20,6 +20,7 @@ static const struct {
     [ARG_STR] = { "str", "string", "string" },
     [ARG_INT] = { "int", "int", "integer" },
     [ARG_BOOL] = { "bool", "boolean", "boolean" },
+    [ARG_ARRAY] = { "[str]", "array", "array" },
     [ARG_ANY] = { "any", "value", "value" },
 };
 
@@ -28,6 +29,8 @@ typedef struct {
     ArgType type;
     bool optional;
 } QmpArg;
+
+static bool arg_has_type(JsonNode *n, ArgType t);
 
 typedef bool (*QmpHandler)(Monitor *m, JsonObject *args, JsonNode **ret, GError **err);
 
@@ -481,6 +484,95 @@ static bool query_migrate_parameters(Monitor *m, JsonObject *args, JsonNode **re
     return true;
 }
 
+/* ---- snapshot jobs ---- */
+
+static SnapshotJobs *snapshot_jobs_of(Monitor *m, GError **err)
+{
+    SnapshotJobs *jobs = ops(m)->snapshot_jobs ? ops(m)->snapshot_jobs(m->server->vm) : NULL;
+    if (!jobs) {
+        g_set_error(err, MONITOR_ERROR, MONITOR_ERROR_GENERIC, "this VM has no snapshots");
+    }
+    return jobs;
+}
+
+/* A ['str'] argument as a NULL-terminated vector, or NULL with @err naming it. */
+static GStrv strv_arg(JsonObject *args, const char *name, GError **err)
+{
+    JsonArray *a = json_object_get_array_member(args, name);
+    g_autoptr(GStrvBuilder) b = g_strv_builder_new();
+    for (guint i = 0; i < json_array_get_length(a); i++) {
+        JsonNode *n = json_array_get_element(a, i);
+        if (!arg_has_type(n, ARG_STR)) {
+            g_set_error(err, MONITOR_ERROR, MONITOR_ERROR_GENERIC, "Parameter '%s[%u]' expects string", name, i);
+            return NULL;
+        }
+        g_strv_builder_add(b, json_node_get_string(n));
+    }
+    return g_strv_builder_end(b);
+}
+
+typedef enum { SNAPSHOT_SAVE, SNAPSHOT_LOAD, SNAPSHOT_DELETE } SnapshotVerb;
+
+static bool snapshot_command(Monitor *m, JsonObject *args, JsonNode **ret, SnapshotVerb verb, GError **err)
+{
+    SnapshotJobs *jobs = snapshot_jobs_of(m, err);
+    g_auto(GStrv) devices = jobs ? strv_arg(args, "devices", err) : NULL;
+    if (!devices) {
+        return false;
+    }
+    const char *id = json_object_get_string_member(args, "job-id");
+    const char *tag = json_object_get_string_member(args, "tag");
+    const char *vmstate = json_object_get_string_member_with_default(args, "vmstate", NULL);
+    const char *const *devs = (const char *const *)devices;
+    bool ok = verb == SNAPSHOT_SAVE   ? snapshot_jobs_save(jobs, id, tag, vmstate, devs, err)
+              : verb == SNAPSHOT_LOAD ? snapshot_jobs_load(jobs, id, tag, vmstate, devs, err)
+                                      : snapshot_jobs_delete(jobs, id, tag, devs, err);
+    if (ok) {
+        *ret = empty_object();
+    }
+    return ok;
+}
+
+static bool snapshot_save(Monitor *m, JsonObject *args, JsonNode **ret, GError **err)
+{
+    return snapshot_command(m, args, ret, SNAPSHOT_SAVE, err);
+}
+
+static bool snapshot_load(Monitor *m, JsonObject *args, JsonNode **ret, GError **err)
+{
+    return snapshot_command(m, args, ret, SNAPSHOT_LOAD, err);
+}
+
+static bool snapshot_delete(Monitor *m, JsonObject *args, JsonNode **ret, GError **err)
+{
+    return snapshot_command(m, args, ret, SNAPSHOT_DELETE, err);
+}
+
+static bool query_jobs(Monitor *m, JsonObject *args, JsonNode **ret, GError **err)
+{
+    SnapshotJobs *jobs = ops(m)->snapshot_jobs ? ops(m)->snapshot_jobs(m->server->vm) : NULL;
+    *ret = json_node_new(JSON_NODE_ARRAY);
+    json_node_take_array(*ret, jobs ? snapshot_jobs_query(jobs) : json_array_new());
+    return true;
+}
+
+static bool job_dismiss(Monitor *m, JsonObject *args, JsonNode **ret, GError **err)
+{
+    SnapshotJobs *jobs = snapshot_jobs_of(m, err);
+    if (!jobs || !snapshot_jobs_dismiss(jobs, json_object_get_string_member(args, "id"), err)) {
+        return false;
+    }
+    *ret = empty_object();
+    return true;
+}
+
+static const QmpArg snapshot_args[] = {
+    { "job-id", ARG_STR }, { "tag", ARG_STR }, { "vmstate", ARG_STR }, { "devices", ARG_ARRAY }, { NULL },
+};
+static const QmpArg snapshot_delete_args[] = {
+    { "job-id", ARG_STR }, { "tag", ARG_STR }, { "devices", ARG_ARRAY }, { NULL },
+};
+
 static const QmpArg migrate_args[] = {
     { "uri", ARG_STR, true }, { "detach", ARG_BOOL, true }, { "resume", ARG_BOOL, true }, { NULL },
 };
@@ -531,6 +623,11 @@ static const QmpCommand commands[] = {
     { "query-migrate-capabilities", query_migrate_capabilities },
     { "migrate-set-parameters", migrate_set_parameters, set_parameters_args },
     { "query-migrate-parameters", query_migrate_parameters },
+    { "snapshot-save", snapshot_save, snapshot_args },
+    { "snapshot-load", snapshot_load, snapshot_args },
+    { "snapshot-delete", snapshot_delete, snapshot_delete_args },
+    { "query-jobs", query_jobs },
+    { "job-dismiss", job_dismiss, id_args },
     { NULL },
 };
 
@@ -561,6 +658,7 @@ static const QmpCommand *find_command(const char *name)
 static const QmpArg shutdown_data[] = { { "guest", ARG_BOOL }, { "reason", ARG_STR }, { NULL } };
 static const QmpArg migration_data[] = { { "status", ARG_STR }, { NULL } };
 static const QmpArg migration_pass_data[] = { { "pass", ARG_INT }, { NULL } };
+static const QmpArg job_status_data[] = { { "id", ARG_STR }, { "status", ARG_STR }, { NULL } };
 static const struct {
     const char *name;
     const QmpArg *data;
@@ -572,6 +670,7 @@ static const struct {
     { "RESUME", NULL },
     { "MIGRATION", migration_data },
     { "MIGRATION_PASS", migration_pass_data },
+    { "JOB_STATUS_CHANGE", job_status_data },
 };
 
 static bool arg_has_type(JsonNode *n, ArgType t)
@@ -583,6 +682,8 @@ static bool arg_has_type(JsonNode *n, ArgType t)
         return JSON_NODE_HOLDS_VALUE(n) && json_node_get_value_type(n) == G_TYPE_INT64;
     case ARG_BOOL:
         return JSON_NODE_HOLDS_VALUE(n) && json_node_get_value_type(n) == G_TYPE_BOOLEAN;
+    case ARG_ARRAY:
+        return JSON_NODE_HOLDS_ARRAY(n);
     case ARG_ANY:
         return true;
     }
@@ -776,8 +877,13 @@ JsonNode *qmp_schema(void)
     for (size_t t = 0; t < G_N_ELEMENTS(arg_types); t++) {
         JsonObject *o = json_object_new();
         json_object_set_string_member(o, "name", arg_types[t].name);
-        json_object_set_string_member(o, "meta-type", "builtin");
-        json_object_set_string_member(o, "json-type", arg_types[t].json_type);
+        if (t == ARG_ARRAY) { /* QEMU's shape for a list type */
+            json_object_set_string_member(o, "meta-type", "array");
+            json_object_set_string_member(o, "element-type", arg_types[ARG_STR].name);
+        } else {
+            json_object_set_string_member(o, "meta-type", "builtin");
+            json_object_set_string_member(o, "json-type", arg_types[t].json_type);
+        }
         json_array_add_object_element(a, o);
     }
     JsonNode *n = json_node_new(JSON_NODE_ARRAY);

@@ -136,8 +136,14 @@ static Migration *vm_migration(void *vm)
     return runtime_migration(vm);
 }
 
+static SnapshotJobs *vm_snapshot_jobs(void *vm)
+{
+    return runtime_snapshot_jobs(vm);
+}
+
 static const MonitorVmOps runtime_vm_ops = {
     .migration = vm_migration,
+    .snapshot_jobs = vm_snapshot_jobs,
     .status = vm_status,
     .stop = vm_stop,
     .cont = vm_cont,

@@ -254,6 +254,16 @@ static gboolean opt_incoming(VmConfig *cfg, const char *opt, const char *arg, GE
     return TRUE;
 }
 
+/* A Vireo extension: where snapshot-save keeps its tags until qcow2 internal snapshots exist. */
+static gboolean opt_snapshot_dir(VmConfig *cfg, const char *opt, const char *arg, GError **err)
+{
+    if (!*arg || !g_file_test(arg, G_FILE_TEST_IS_DIR)) {
+        return bad(err, opt, arg, "expects an existing directory");
+    }
+    set_str(&cfg->snapshot_dir, arg);
+    return TRUE;
+}
+
 static gboolean opt_qmp(VmConfig *cfg, const char *opt, const char *arg, GError **err)
 {
     g_autoptr(GError) local = NULL;
@@ -568,6 +578,8 @@ static const OptionDesc options[] = {
     { "S", NULL, opt_S, "do not start the vCPUs until 'cont'" },
     { "incoming", "URI|defer", opt_incoming,
       "load the VM from a migration stream (file:PATH, exec:CMD, fd:N, tcp:HOST:PORT, unix:PATH), or wait for migrate-incoming" },
+    { "snapshot-dir", "DIR", opt_snapshot_dir,
+      "keep snapshot-save's snapshots (tagged VM state and disk copies) in DIR (a Vireo extension)" },
     { "version", NULL, opt_version, "print the version and exit" },
     { "h", NULL, opt_help, "print this help and exit" },
     { "help", NULL, opt_help, "print this help and exit" },
@@ -625,6 +637,7 @@ void vm_config_free(VmConfig *cfg)
     g_free(cfg->name);
     g_free(cfg->pidfile);
     g_free(cfg->incoming);
+    g_free(cfg->snapshot_dir);
     g_free(cfg);
 }
 

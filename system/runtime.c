@@ -1,6 +1,7 @@
 #define G_LOG_DOMAIN "runtime"
 #include "system/runtime.h"
 #include "accel/kvm.h"
+#include "block/block.h"
 #include "migration/vmstate.h"
 #include "util/error.h"
 #include <glib-unix.h>
@@ -35,6 +36,7 @@ struct Runtime {
     GThread *main_thread; /* events from other threads are passed to it */
 
     Migration *migration;
+    SnapshotJobs *snapshot_jobs;
     RunState state_before_migration; /* to go back to when a switch-over fails */
     /*
      * Migrated as section "runstate": whether the source's vCPUs ran when
@@ -362,6 +364,35 @@ Migration *runtime_migration(Runtime *rt)
     return rt->migration;
 }
 
+/* ---- what the snapshot jobs ask of the VM (main loop, big lock held) ---- */
+
+static char *jobs_drive_file(void *opaque, const char *node)
+{
+    Runtime *rt = opaque;
+    return block_drive_filename(rt->cfg, node);
+}
+
+static bool jobs_reload(void *opaque, bool (*load)(void *ctx, GError **err), void *ctx, GError **err)
+{
+    return runtime_reload(opaque, load, ctx, err);
+}
+
+static void jobs_event(void *opaque, const char *name, JsonObject *data)
+{
+    emit(opaque, name, data);
+}
+
+static const SnapshotJobsHostOps snapshot_jobs_host_ops = {
+    .drive_file = jobs_drive_file,
+    .reload = jobs_reload,
+    .event = jobs_event,
+};
+
+SnapshotJobs *runtime_snapshot_jobs(Runtime *rt)
+{
+    return rt->snapshot_jobs;
+}
+
 /* -incoming URI: "fd:N" is an inherited descriptor; other URIs open themselves. */
 static bool start_incoming(Runtime *rt, GError **err)
 {
@@ -406,6 +437,7 @@ Runtime *runtime_new(const MachineType *type, Machine *m, const VmConfig *cfg, G
                                               cfg->threads);
     vmstate_register(m, "runstate", 0, &runstate_vmsd, rt);
     rt->migration = migration_new(m, config, &migration_host_ops, rt);
+    rt->snapshot_jobs = snapshot_jobs_new(rt->migration, cfg->snapshot_dir, &snapshot_jobs_host_ops, rt);
 
     poll_lock = &m->lock;
     g_main_context_set_poll_func(NULL, unlocked_poll);
@@ -461,6 +493,23 @@ int runtime_vcpu_tid(Runtime *rt, unsigned index)
 {
     g_assert(index < rt->nr_vcpus);
     return rt->tids[index];
+}
+
+bool runtime_reload(Runtime *rt, bool (*load)(void *opaque, GError **err), void *opaque, GError **err)
+{
+    bool was_running = rt->state == RUN_STATE_RUNNING;
+    stop_vcpus(rt);
+    if (was_running) {
+        rt->state = RUN_STATE_PAUSED;
+        emit(rt, "STOP", NULL);
+    }
+    if (!rt->type->reset(rt->m, err) || !load(opaque, err)) {
+        return false; /* as QEMU after a failed load: the VM stays stopped */
+    }
+    if (was_running) {
+        runtime_resume(rt);
+    }
+    return true;
 }
 
 void runtime_system_reset(Runtime *rt)

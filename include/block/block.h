@@ -75,4 +75,6 @@ void block_backend_drain(BlockBackend *blk);
  * driver, drive, and addr if given) whose errors name the -drive. NULL with
  * one line in @err on a bad -drive.
  */
+/* The file of the -drive (by id or QEMU's name for it) or -blockdev node-name @id, or NULL. */
+char *block_drive_filename(const VmConfig *cfg, const char *id);
 GPtrArray *block_drive_implied_devices(const VmConfig *cfg, GError **err);

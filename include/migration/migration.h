@@ -83,3 +83,24 @@ bool migration_set_capabilities(Migration *ms, JsonArray *caps, GError **err);
 JsonArray *migration_query_capabilities(Migration *ms);
 bool migration_set_parameters(Migration *ms, JsonObject *params, GError **err);
 JsonObject *migration_query_parameters(Migration *ms);
+
+/*
+ * A snapshot job's background snapshot (whatever the background-snapshot
+ * capability says) to the file @path, written atomically. @paused runs in
+ * the pause (migration thread, big lock held, vCPUs stopped, devices
+ * quiesced): its failure ends the snapshot. @done runs on the migration
+ * thread when the file is complete (@ok) or not, without the big lock.
+ */
+typedef struct MigrationSnapshotHooks {
+    bool (*paused)(void *opaque, GError **err);
+    void (*done)(void *opaque, bool ok, const GError *err);
+} MigrationSnapshotHooks;
+bool migration_snapshot_to_file(Migration *ms, const char *path, const MigrationSnapshotHooks *hooks, void *opaque,
+                                GError **err);
+/* Let devices finish what would still touch guest memory or disks (vCPUs stopped, big lock held). */
+void migration_quiesce(Migration *ms);
+/*
+ * Load a stream from the file @path into this running process's machine,
+ * vCPUs stopped and big lock held (snapshot-load). Errors name the file.
+ */
+bool migration_load_file(Migration *ms, const char *path, GError **err);

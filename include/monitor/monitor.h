@@ -6,6 +6,7 @@
  */
 #pragma once
 #include "migration/migration.h"
+#include "migration/snapshot-jobs.h"
 #include <glib.h>
 #include <json-glib/json-glib.h>
 #include <stdbool.h>
@@ -43,6 +44,8 @@ typedef struct MonitorVmOps {
     const char *(*serial_filename)(void *vm, unsigned index);
     /* The VM's migration (QMP migrate and friends); NULL: commands refuse. */
     Migration *(*migration)(void *vm);
+    /* Its snapshot jobs (snapshot-save and friends); NULL: commands refuse. */
+    SnapshotJobs *(*snapshot_jobs)(void *vm);
 } MonitorVmOps;
 
 typedef struct MonitorServer MonitorServer;

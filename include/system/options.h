@@ -60,6 +60,7 @@ typedef struct VmConfig {
     gboolean nographic, nodefaults, no_reboot, no_shutdown, start_paused;
     char *name, *pidfile;
     char *incoming;     /* -incoming URI or "defer" */
+    char *snapshot_dir; /* -snapshot-dir DIR: where snapshot-save keeps its tags, or NULL */
     GPtrArray *qmp;     /* -qmp addresses, checked by monitor_address_check() */
     GPtrArray *chardevs; /* VmChardev */
     GPtrArray *mons;    /* VmMonitor, each naming one of @chardevs (checked after parsing) */

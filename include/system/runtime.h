@@ -5,6 +5,7 @@
 #pragma once
 #include "hw/core/machine.h"
 #include "migration/migration.h"
+#include "migration/snapshot-jobs.h"
 #include "system/options.h"
 #include <json-glib/json-glib.h>
 
@@ -33,7 +34,12 @@ void runtime_resume(Runtime *rt);
 
 /* Called on the main loop with the big lock held. */
 void runtime_system_reset(Runtime *rt);   /* QMP system_reset: post a reset */
-void runtime_quit(Runtime *rt);           /* QMP quit: post a shutdown */
+void runtime_quit(Runtime *rt);
+/*
+ * snapshot-load: stop the vCPUs, reset the machine, run @load, and run
+ * again if the VM was running. A failed load leaves the VM paused.
+ */
+bool runtime_reload(Runtime *rt, bool (*load)(void *opaque, GError **err), void *opaque, GError **err);           /* QMP quit: post a shutdown */
 bool runtime_powerdown(Runtime *rt, GError **err); /* press the power button */
 
 /*
@@ -45,6 +51,7 @@ void runtime_with_vcpus_parked(Runtime *rt, void (*fn)(Runtime *rt, void *opaque
 
 Machine *runtime_machine(Runtime *rt);
 Migration *runtime_migration(Runtime *rt);
+SnapshotJobs *runtime_snapshot_jobs(Runtime *rt);
 KvmVcpu *runtime_vcpu(Runtime *rt, unsigned index);
 const VmConfig *runtime_config(Runtime *rt);
 unsigned runtime_vcpu_count(Runtime *rt);

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# QEMU's snapshot jobs on bookworm's cloud kernel in the rig
+# (tests/system/snapshot-jobs-debian.py drives them over QMP): while the guest
+# runs tests/guest-tools/memcheck over 64 MiB and a loop (guest-disk-loop.sh) that writes and reads
+# back numbered blocks of its virtio disk, snapshot-save takes a background
+# snapshot (the guest keeps going), snapshot-load brings the guest, its memory
+# and its disk back to that point, snapshot-delete removes the tag.
+. "$(dirname "$0")/../rig/selftest/lib.sh"
+memcheck="$build/tests/guest-tools/memcheck"
+[ -x "$memcheck" ] || fail "$memcheck is not built (static executables need libc6-dev)"
+kernel=$("$rig" path guest-kernel:bookworm-cloud)
+qmp=$("$rig" path qemu-qmp)
+
+{ echo "memcheck -s 64 -r 20000 -i 1000 &"; cat "$src/tests/system/guest-disk-loop.sh"; } > "$work/guest.sh"
+"$rig" initramfs -o "$work/initrd" --modules-dir "$("$rig" path guest-modules:bookworm-cloud)" \
+	--file "/bin/memcheck=$memcheck" -m virtio_pci -m virtio_blk --script "$work/guest.sh"
+
+cat > "$work/job.sh" <<JOB
+mkdir -p /tmp/sj/snapshots && truncate -s 16M /tmp/sj/disk.img
+python3 '$src/tests/system/snapshot-jobs-debian.py' '$kernel' '$work/initrd' /tmp/sj \
+	'$build/vireo-system-x86_64' -accel kvm -M pc -cpu host -nodefaults -display none -serial stdio \
+	-snapshot-dir /tmp/sj/snapshots
+echo "=== status \$?"
+JOB
+"$rig" run --mem 3G --work "$work" --env "PYTHONPATH=$qmp" -- sh "$work/job.sh" | tee "$work/out"
+expect "$work/out" "^=== status 0$" "snapshot-save while the guest writes, snapshot-load back to it (memory, console, disk), snapshot-delete"
