@@ -49,7 +49,10 @@ def run_job(command, mem="8G", smp=1, timeout=1800, work=None, env=(), tmpfs="50
     qemu = ["qemu-system-x86_64", "-accel", "tcg,thread=single", "-cpu", "max",
             "-m", mem, "-smp", str(smp), "-display", "none", "-monitor", "none",
             "-no-reboot", "-nodefaults", "-kernel", rig["kernel"], "-initrd", meta / "initramfs",
-            "-append", f"console=ttyS0 panic=-1 quiet rig.work={work} rig.tmpfs={tmpfs} "
+            # tsc=reliable: under emulation the clocksource watchdog sees jitter as TSC frequency
+            # skew and marks the TSC unstable, after which the guests' timers came tens of
+            # seconds late (docs/rig.md, "Guests that stall").
+            "-append", f"console=ttyS0 panic=-1 quiet tsc=reliable rig.work={work} rig.tmpfs={tmpfs} "
                        f"rig.keep={REPO}:{CACHE}" + (" rig.interactive=1" if interactive else ""),
             "-serial", f"file:{meta / 'console.log'}",
             "-chardev", "stdio,id=job,signal=off", "-serial", "chardev:job",
