@@ -50,7 +50,8 @@ def run_job(command, mem="8G", smp=1, timeout=1800, work=None, env=(), tmpfs="50
             "-m", mem, "-smp", str(smp), "-display", "none", "-monitor", "none",
             "-no-reboot", "-nodefaults", "-kernel", rig["kernel"], "-initrd", meta / "initramfs",
             "-append", f"console=ttyS0 panic=-1 quiet rig.work={work} rig.tmpfs={tmpfs} "
-                       f"rig.keep={REPO}:{CACHE}" + (" rig.interactive=1" if interactive else ""),
+                       f"rig.keep={REPO}:{CACHE}" + (" rig.interactive=1" if interactive else "")
+                       + (" " + os.environ["VIREO_RIG_APPEND"] if os.environ.get("VIREO_RIG_APPEND") else ""),
             "-serial", f"file:{meta / 'console.log'}",
             "-chardev", "stdio,id=job,signal=off", "-serial", "chardev:job",
             "-fsdev", "local,id=hr,path=/,security_model=none,readonly=on,multidevs=remap",
