@@ -2,6 +2,7 @@
 #define G_LOG_DOMAIN "snapshot-jobs"
 #include "migration/snapshot-jobs.h"
 #include "util/error.h"
+#include "util/keyval.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
@@ -116,20 +117,6 @@ static Job *find_job(SnapshotJobs *jobs, const char *id)
         }
     }
     return NULL;
-}
-
-/* QEMU's id_wellformed: a letter, then letters, digits, '-', '.', '_'. */
-static bool id_wellformed(const char *id)
-{
-    if (!g_ascii_isalpha(id[0])) {
-        return false;
-    }
-    for (const char *p = id; *p; p++) {
-        if (!g_ascii_isalnum(*p) && !strchr("-._", *p)) {
-            return false;
-        }
-    }
-    return true;
 }
 
 static Job *job_create(SnapshotJobs *jobs, JobKind kind, const char *id, GError **err)

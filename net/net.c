@@ -6,6 +6,7 @@
 #define G_LOG_DOMAIN "net"
 #include "net-internal.h"
 #include "util/iov.h"
+#include "util/keyval.h"
 #include <string.h>
 
 /* Frames held for a NIC without room; past this the backend drops (TCP recovers). */
@@ -29,20 +30,6 @@ static const NetBackendType *backend_find(const char *name)
         }
     }
     return NULL;
-}
-
-/* QEMU's rule for ids: a letter, then letters, digits, '-', '.', '_'. */
-static bool id_wellformed(const char *id)
-{
-    if (!g_ascii_isalpha(id[0])) {
-        return false;
-    }
-    for (const char *p = id; *p; p++) {
-        if (!g_ascii_isalnum(*p) && !strchr("-._", *p)) {
-            return false;
-        }
-    }
-    return true;
 }
 
 static char *nic_id(const VmOpt *nic, guint index)

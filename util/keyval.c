@@ -1,4 +1,5 @@
 #include "util/keyval.h"
+#include <string.h>
 #include "util/error.h"
 
 GHashTable *keyval_parse(const char *str, const char *implied_key, GError **err)
@@ -85,4 +86,18 @@ gboolean keyval_check_keys(GHashTable *kv, const char *const *known, const char 
         }
     }
     return TRUE;
+}
+
+/* QEMU's rule for ids (netdev, job, ...): a letter, then letters, digits, '-', '.', '_'. */
+bool id_wellformed(const char *id)
+{
+    if (!g_ascii_isalpha(id[0])) {
+        return false;
+    }
+    for (const char *p = id; *p; p++) {
+        if (!g_ascii_isalnum(*p) && !strchr("-._", *p)) {
+            return false;
+        }
+    }
+    return true;
 }

@@ -1,6 +1,7 @@
 /* QEMU-style "key=val,key2=val2" option strings. */
 #pragma once
 #include <glib.h>
+#include <stdbool.h>
 
 /*
  * Parse @str into a table of key -> value (both owned by the table).
@@ -16,3 +17,6 @@ gboolean keyval_bool(const char *key, const char *value, gboolean *out, GError *
 
 /* Fails naming the first key of @kv not in the NULL-terminated @known, if any. */
 gboolean keyval_check_keys(GHashTable *kv, const char *const *known, const char *what, GError **err);
+
+/* Whether @id follows QEMU's rule for ids: a letter, then letters, digits, '-', '.', '_'. */
+bool id_wellformed(const char *id);

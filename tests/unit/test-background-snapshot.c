@@ -76,17 +76,38 @@ static bool host_can(void)
     return true;
 }
 
-static void test_one_point_in_time(void)
+/* Guest memory as one RAM block, if this host can snapshot it. */
+typedef struct Fixture {
+    RamBlock block;
+    GPtrArray *blocks;
+} Fixture;
+
+static bool setup(Fixture *f)
 {
     if (!host_can()) {
+        return false;
+    }
+    f->block = (RamBlock){ "pc.ram", guest_memory(), PAGES * RAM_PAGE_SIZE };
+    f->blocks = g_ptr_array_new();
+    g_ptr_array_add(f->blocks, &f->block);
+    return true;
+}
+
+static void teardown(Fixture *f)
+{
+    munmap(f->block.host, PAGES * RAM_PAGE_SIZE);
+    g_ptr_array_unref(f->blocks);
+}
+
+static void test_one_point_in_time(void)
+{
+    Fixture f;
+    if (!setup(&f)) {
         return;
     }
-    uint8_t *mem = guest_memory();
-    RamBlock block = { "pc.ram", mem, PAGES * RAM_PAGE_SIZE };
-    g_autoptr(GPtrArray) blocks = g_ptr_array_new();
-    g_ptr_array_add(blocks, &block);
+    uint8_t *mem = f.block.host;
     g_autoptr(GError) err = NULL;
-    BgSnapshot *snap = bgsnap_begin(blocks, &err);
+    BgSnapshot *snap = bgsnap_begin(f.blocks, &err);
     g_assert_no_error(err);
 
     Writer wr = { .mem = mem };
@@ -133,21 +154,19 @@ static void test_one_point_in_time(void)
             g_error("page %" G_GUINT64_FORMAT " is not as it was at the snapshot's start", i);
         }
     }
-    munmap(mem, PAGES * RAM_PAGE_SIZE);
+    teardown(&f);
 }
 
 /* A cancel midway fails the save, and bgsnap_end leaves nothing protected. */
 static void test_cancel(void)
 {
-    if (!host_can()) {
+    Fixture f;
+    if (!setup(&f)) {
         return;
     }
-    uint8_t *mem = guest_memory();
-    RamBlock block = { "pc.ram", mem, PAGES * RAM_PAGE_SIZE };
-    g_autoptr(GPtrArray) blocks = g_ptr_array_new();
-    g_ptr_array_add(blocks, &block);
+    uint8_t *mem = f.block.host;
     g_autoptr(GError) err = NULL;
-    BgSnapshot *snap = bgsnap_begin(blocks, &err);
+    BgSnapshot *snap = bgsnap_begin(f.blocks, &err);
     g_assert_no_error(err);
     g_autoptr(MigWriter) w = mig_writer_new(-1);
     RamStats ram = { 0 };
@@ -164,7 +183,7 @@ static void test_cancel(void)
     }
     g_atomic_int_set(&wr.stop, 1);
     g_thread_join(t);
-    munmap(mem, PAGES * RAM_PAGE_SIZE);
+    teardown(&f);
 }
 
 int main(int argc, char **argv)
