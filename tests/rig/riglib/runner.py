@@ -50,8 +50,8 @@ def run_job(command, mem="8G", smp=1, timeout=1800, work=None, env=(), tmpfs="50
             "-m", mem, "-smp", str(smp), "-display", "none", "-monitor", "none",
             "-no-reboot", "-nodefaults", "-kernel", rig["kernel"], "-initrd", meta / "initramfs",
             # tsc=reliable: under emulation the clocksource watchdog sees jitter as TSC frequency
-            # skew and marks the TSC unstable; guest stalls seemed to follow, and became rarer
-            # without it (docs/rig.md, "Guests that stall"). VIREO_RIG_APPEND adds options.
+            # skew and marks the TSC unstable; guest stalls seemed to follow it, and were rarer
+            # with this option (docs/rig.md, "Guests that stall"). VIREO_RIG_APPEND adds options.
             "-append", f"console=ttyS0 panic=-1 quiet tsc=reliable rig.work={work} rig.tmpfs={tmpfs} "
                        f"rig.keep={REPO}:{CACHE}" + (" rig.interactive=1" if interactive else "")
                        + (" " + os.environ["VIREO_RIG_APPEND"] if os.environ.get("VIREO_RIG_APPEND") else ""),
