@@ -14,7 +14,7 @@ import time
 
 from qemu.qmp import QMPClient
 
-BOOT_TIMEOUT = 200
+BOOT_TIMEOUT = 150
 STEP_TIMEOUT = 120
 SAVE_AT = "@tick 15"
 

@@ -26,7 +26,7 @@ import time
 BOOT_TIMEOUT = 150
 STEP_TIMEOUT = 60
 # The whole run, however its steps go: two runs (Vireo, then QEMU) must fit the rig job's limit.
-RUN_BUDGET = 240
+RUN_BUDGET = 200
 
 label, initrd, kernel, vmm = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
 fails = 0
