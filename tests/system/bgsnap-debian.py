@@ -59,10 +59,13 @@ async def snapshot(src, uri, bandwidth):
 async def stage_snapshot(src):
     state = os.path.join(tmp, "bg.mig")
     before = await rate(src)
+    # What the guest printed before the migrate command is before the pause; the
+    # restored guest goes on from there (continues() allows the line or two
+    # printed between the command and the pause).
+    at_start_gens, at_start_disk = src.gens(), src.disk_ns()
     await snapshot(src, f"file:{state}", 16 << 20)
     info = await md.wait_migration(src, want=("active", "completed", "failed", "cancelled"))
     check(info.get("status") == "active", f"snapshot: the snapshot is being written ({info.get('status')})")
-    at_start_gens, at_start_disk = src.gens(), src.disk_ns()
     lines_at_start = len(src.text().splitlines())
     during = await rate(src, 4)
     info = await md.wait_migration(src)
