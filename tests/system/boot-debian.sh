@@ -17,7 +17,7 @@ cloud=$("$rig" path guest-kernel:bookworm-cloud)
 seven=$("$rig" path guest-kernel:7.x)
 boot() {  # boot LABEL KERNEL MEM [EXTRA-APPEND]: one Vireo run, between markers
 	printf '%s\n' "echo '=== $1 $3'" \
-		"'$guard' 240 '$work/boot.log' '$vmm' -m $3 -smp 2 -kernel '$2' -initrd '$work/initrd' -append 'console=ttyS0 panic=-1 quiet ${4:-}' -nographic -no-reboot"
+		"'$guard' 240 '$work/boot.log' '$vmm' -m $3 -smp 2 -kernel '$2' -initrd '$work/initrd' -append 'console=ttyS0 panic=-1 quiet lapic=notscdeadline ${4:-}' -nographic -no-reboot"
 }
 {
 	boot bookworm-cloud "$cloud" 512M

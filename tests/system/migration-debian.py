@@ -74,7 +74,7 @@ class VM:
 
     async def start(self, incoming=None):
         args = vmm + ["-m", "512M", "-smp", "1", "-kernel", kernel, "-initrd", initrd,
-                      "-append", "console=ttyS0 panic=-1 quiet vireo.end=hold",
+                      "-append", "console=ttyS0 panic=-1 quiet lapic=notscdeadline vireo.end=hold",
                       "-no-reboot", "-drive", f"file={disk},if=virtio,format=raw",
                       "-qmp", f"unix:{self.sock},server=on,wait=off"]
         if incoming:

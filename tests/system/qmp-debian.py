@@ -42,7 +42,7 @@ async def start(name):
     # 3 of 8 boots (docs/rig.md); nothing here needs a second vCPU.
     proc = await asyncio.create_subprocess_exec(
         vmm, "-m", "512M", "-smp", "1", "-kernel", kernel, "-initrd", initrd,
-        "-append", "console=ttyS0 panic=-1 quiet vireo.end=hold",
+        "-append", "console=ttyS0 panic=-1 quiet lapic=notscdeadline vireo.end=hold",
         "-nographic", "-no-reboot", "-qmp", f"unix:{sock},server=on,wait=off",
         stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out)
     out.close()

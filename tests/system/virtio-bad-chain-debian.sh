@@ -67,7 +67,7 @@ truncate -s 16M /tmp/victim.img
 : > /tmp/hvc.out
 sleep 1
 '$src/tests/system/run-guarded.sh' 90 /tmp/vmm.log $cmd -m 512M -kernel '$kernel' -initrd '$work/initrd' \
-	-append 'console=ttyS0 panic=-1 quiet' -no-reboot \
+	-append 'console=ttyS0 panic=-1 quiet lapic=notscdeadline' -no-reboot \
 	-device virtio-rng-pci -device virtio-rng-pci \
 	-drive file=/tmp/disk.img,if=virtio,format=raw -drive file=/tmp/victim.img,if=virtio,format=raw \
 	-device virtio-serial-pci -chardev file,id=con0,path=/tmp/hvc.out -device virtconsole,chardev=con0 \

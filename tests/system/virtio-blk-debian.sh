@@ -99,7 +99,7 @@ chmod 755 "$work/rootinit" "$work/tree/sbin/init"
 
 # The job: the image lives on the rig's tmpfs (cache=none needs O_DIRECT, which tmpfs has).
 img=/tmp/vireo-root.img
-append="console=ttyS0 panic=-1 quiet rdinit=/rootinit vireo.token=$token"
+append="console=ttyS0 panic=-1 quiet lapic=notscdeadline rdinit=/rootinit vireo.token=$token"
 boot() {  # boot LABEL MODE VIREO-ARGS...
 	local label=$1 mode=$2
 	shift 2

@@ -46,7 +46,7 @@ log_path = os.path.join(tmp, "serial.log")
 log = open(log_path, "wb")
 cmd = vmm + [
     "-m", "512M", "-smp", "1", "-kernel", kernel, "-initrd", initrd,
-    "-append", "console=ttyS0 panic=-1 quiet", "-nographic", "-no-reboot",
+    "-append", "console=ttyS0 panic=-1 quiet lapic=notscdeadline", "-nographic", "-no-reboot",
     "-chardev", f"socket,id=c0,path={sock_path},server=on,wait=off",
     "-device", "virtio-serial-pci", "-device", "virtconsole,chardev=c0",
     "-object", "rng-random,id=r0,filename=/dev/urandom", "-device", "virtio-rng-pci,rng=r0",

@@ -86,7 +86,7 @@ boot() {
 	log=/tmp/$label.log
 	echo "=== $label"
 	$vmm -m 256M -kernel "$kernel" -initrd "$initrd" -nographic -no-reboot \
-		-append "console=ttyS0 panic=-1 quiet net.mode=$label net.port=8080" "$@" > "$log" 2>&1 &
+		-append "console=ttyS0 panic=-1 quiet lapic=notscdeadline net.mode=$label net.port=8080" "$@" > "$log" 2>&1 &
 	pid=$!
 	n=0
 	while kill -0 $pid 2>/dev/null && ! grep -q "@test: serving" "$log" && [ $n -lt 240 ]; do
