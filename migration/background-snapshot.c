@@ -302,6 +302,7 @@ void bgsnap_end(BgSnapshot *b)
     if (!b) {
         return;
     }
+    stop_fault_thread(b);
     for (guint i = 0; i < b->protected; i++) {
         RamBlock *rb = g_ptr_array_index(b->blocks, i);
         g_autoptr(GError) err = NULL;
@@ -315,7 +316,6 @@ void bgsnap_end(BgSnapshot *b)
         g_free(b->zero[i]);
         g_free(b->saved[i]);
     }
-    stop_fault_thread(b);
     if (b->uffd >= 0) {
         close(b->uffd);
     }

@@ -610,10 +610,15 @@ static gpointer snapshot_thread(gpointer p)
     return NULL;
 }
 
-static bool start_outgoing(Migration *ms, const char *uri, int fd, bool background, GError **err)
+/* @hooks: a snapshot job's (background only), else NULL. */
+static bool start_outgoing(Migration *ms, const char *uri, int fd, bool background,
+                           const MigrationSnapshotHooks *hooks, void *hooks_opaque, GError **err)
 {
     if (migration_is_active(ms)) {
         g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "There's a migration process in progress");
+        return false;
+    }
+    if (background && !bgsnap_supported(err)) {
         return false;
     }
     if (!ms->m->ram_blocks) {
@@ -625,6 +630,8 @@ static bool start_outgoing(Migration *ms, const char *uri, int fd, bool backgrou
         return false;
     }
     ms->incoming = false;
+    ms->hooks = hooks;
+    ms->hooks_opaque = hooks_opaque;
     g_atomic_int_set(&ms->cancel, 0);
     g_free(ms->uri);
     ms->uri = g_strdup(uri);
@@ -644,32 +651,14 @@ static bool start_outgoing(Migration *ms, const char *uri, int fd, bool backgrou
 
 bool migration_start(Migration *ms, const char *uri, int fd, GError **err)
 {
-    if (migration_is_active(ms)) {
-        g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "There's a migration process in progress");
-        return false; /* before touching the hooks of a snapshot job's snapshot */
-    }
-    ms->hooks = NULL;
-    return start_outgoing(ms, uri, fd, ms->caps[CAP_BACKGROUND_SNAPSHOT], err);
+    return start_outgoing(ms, uri, fd, ms->caps[CAP_BACKGROUND_SNAPSHOT], NULL, NULL, err);
 }
 
 bool migration_snapshot_to_file(Migration *ms, const char *path, const MigrationSnapshotHooks *hooks, void *opaque,
                                 GError **err)
 {
-    if (migration_is_active(ms)) {
-        g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "There's a migration process in progress");
-        return false;
-    }
-    if (!bgsnap_supported(err)) {
-        return false;
-    }
     g_autofree char *uri = g_strconcat("file:", path, NULL);
-    ms->hooks = hooks;
-    ms->hooks_opaque = opaque;
-    if (!start_outgoing(ms, uri, -1, true, err)) {
-        ms->hooks = NULL;
-        return false;
-    }
-    return true;
+    return start_outgoing(ms, uri, -1, true, hooks, opaque, err);
 }
 
 void migration_quiesce(Migration *ms)

@@ -9,14 +9,8 @@
 #   cancel:   migrate_cancel midway: the guest runs on at its old rate;
 #   full:     a target tmpfs too small: a clear error, the guest runs on.
 . "$(dirname "$0")/../rig/selftest/lib.sh"
-memcheck="$build/tests/guest-tools/memcheck"
-[ -x "$memcheck" ] || fail "$memcheck is not built (static executables need libc6-dev)"
-kernel=$("$rig" path guest-kernel:bookworm-cloud)
-qmp=$("$rig" path qemu-qmp)
-
-{ echo "memcheck -s 64 -r 20000 -i 1000 &"; cat "$src/tests/system/guest-disk-loop.sh"; } > "$work/guest.sh"
-"$rig" initramfs -o "$work/initrd" --modules-dir "$("$rig" path guest-modules:bookworm-cloud)" \
-	--file "/bin/memcheck=$memcheck" -m virtio_pci -m virtio_blk --script "$work/guest.sh"
+. "$(dirname "$0")/memcheck-guest.sh"
+memcheck_guest "-s 64 -r 20000 -i 1000"
 
 cat > "$work/job.sh" <<JOB
 mkdir -p /tmp/bg && truncate -s 16M /tmp/bg/disk.img

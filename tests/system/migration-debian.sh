@@ -17,19 +17,13 @@
 # line: -accel kvm -M pc -cpu host -nodefaults -display none -serial stdio.
 # docs/rig.md ("Save and restore in the rig") says what was tried.
 . "$(dirname "$0")/../rig/selftest/lib.sh"
-memcheck="$build/tests/guest-tools/memcheck"
-[ -x "$memcheck" ] || fail "$memcheck is not built (static executables need libc6-dev)"
 case "${VIREO_TEST_VMM:-vireo}" in
 vireo) vmm="$build/vireo-system-x86_64" ;;
 qemu) vmm=qemu-system-x86_64 ;;
 *) fail "VIREO_TEST_VMM=$VIREO_TEST_VMM: expected vireo or qemu" ;;
 esac
-kernel=$("$rig" path guest-kernel:bookworm-cloud)
-qmp=$("$rig" path qemu-qmp)
-
-{ echo "memcheck -s 64 -r 2000 &"; cat "$src/tests/system/guest-disk-loop.sh"; } > "$work/guest.sh"
-"$rig" initramfs -o "$work/initrd" --modules-dir "$("$rig" path guest-modules:bookworm-cloud)" \
-	--file "/bin/memcheck=$memcheck" -m virtio_pci -m virtio_blk --script "$work/guest.sh"
+. "$(dirname "$0")/memcheck-guest.sh"
+memcheck_guest "-s 64 -r 2000"
 
 cat > "$work/job.sh" <<JOB
 busybox ip link set lo up # the rig's loopback starts down; the TCP migrations use it

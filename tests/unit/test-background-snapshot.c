@@ -76,10 +76,11 @@ static bool host_can(void)
     return true;
 }
 
-/* Guest memory as one RAM block, if this host can snapshot it. */
+/* Guest memory as one RAM block, its snapshot begun, if this host can snapshot it. */
 typedef struct Fixture {
     RamBlock block;
     GPtrArray *blocks;
+    BgSnapshot *snap;
 } Fixture;
 
 static bool setup(Fixture *f)
@@ -90,6 +91,9 @@ static bool setup(Fixture *f)
     f->block = (RamBlock){ "pc.ram", guest_memory(), PAGES * RAM_PAGE_SIZE };
     f->blocks = g_ptr_array_new();
     g_ptr_array_add(f->blocks, &f->block);
+    g_autoptr(GError) err = NULL;
+    f->snap = bgsnap_begin(f->blocks, &err);
+    g_assert_no_error(err);
     return true;
 }
 
@@ -106,9 +110,8 @@ static void test_one_point_in_time(void)
         return;
     }
     uint8_t *mem = f.block.host;
+    BgSnapshot *snap = f.snap;
     g_autoptr(GError) err = NULL;
-    BgSnapshot *snap = bgsnap_begin(f.blocks, &err);
-    g_assert_no_error(err);
 
     Writer wr = { .mem = mem };
     GThread *t = g_thread_new("writer", writer, &wr);
@@ -165,9 +168,8 @@ static void test_cancel(void)
         return;
     }
     uint8_t *mem = f.block.host;
+    BgSnapshot *snap = f.snap;
     g_autoptr(GError) err = NULL;
-    BgSnapshot *snap = bgsnap_begin(f.blocks, &err);
-    g_assert_no_error(err);
     g_autoptr(MigWriter) w = mig_writer_new(-1);
     RamStats ram = { 0 };
     Pacer pacer = { .cancel_after = 4 };
