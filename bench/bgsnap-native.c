@@ -210,6 +210,7 @@ static SnapResult snapshot(Bench *b, GPtrArray *blocks, const char *target, Writ
     int fd = open_target(target);
     g_autoptr(MigWriter) mw = mig_writer_new(fd);
     g_autoptr(GError) err = NULL;
+    BgSnapshot *s = bgsnap_new(blocks, &err); /* registers, outside the pause as Vireo does */
     uint64_t t0 = now_ns();
     if (nw) {
         atomic_store(&b->cmd, CMD_PAUSE);
@@ -222,8 +223,7 @@ static SnapResult snapshot(Bench *b, GPtrArray *blocks, const char *target, Writ
         atomic_store(&b->tracking, true);
     }
     uint64_t t1 = now_ns();
-    BgSnapshot *s = bgsnap_begin(blocks, &err);
-    if (!s) {
+    if (!s || !bgsnap_begin(s, &err)) {
         g_printerr("bgsnap-native: bgsnap_begin: %s\n", err->message);
         exit(1);
     }

@@ -571,15 +571,25 @@ static gpointer snapshot_thread(gpointer p)
     Sender s = { .ms = ms, .w = w, .blocks = m->ram_blocks, .window_us = now_us() };
 
     mig_write_header(w, ms->fingerprint);
+    snap = bgsnap_new(m->ram_blocks, &err);
     g_mutex_lock(&m->lock);
     int64_t pause_start = now_us();
     ms->ops->stop(ms->opaque);
+    int64_t stopped = now_us();
     quiesce_devices(m);
-    bool ok = save_devices(ms, devices, &err) && (snap = bgsnap_begin(m->ram_blocks, &err));
+    int64_t quiet = now_us();
+    bool ok = snap && save_devices(ms, devices, &err);
+    int64_t saved = now_us();
+    ok = ok && bgsnap_begin(snap, &err);
+    int64_t protected = now_us();
     if (ok && ms->hooks) {
         ok = ms->hooks->paused(ms->hooks_opaque, &err);
     }
     ms->ops->resume(ms->opaque);
+    g_debug("background snapshot pause: stop %" G_GINT64_FORMAT " us, quiesce %" G_GINT64_FORMAT
+            " us, devices %" G_GINT64_FORMAT " us, protect %" G_GINT64_FORMAT " us, hooks and resume %"
+            G_GINT64_FORMAT " us", stopped - pause_start, quiet - stopped, saved - quiet, protected - saved,
+            now_us() - protected);
     g_mutex_unlock(&m->lock);
     g_mutex_lock(&ms->mutex);
     ms->stats.downtime_us = now_us() - pause_start;
@@ -589,6 +599,12 @@ static gpointer snapshot_thread(gpointer p)
     if (ok) {
         set_status(ms, MIGRATION_STATUS_ACTIVE);
         ok = bgsnap_save(snap, w, &snapshot_ops, &s, &s.ram, &err);
+    }
+    if (snap) {
+        BgSnapshotStats st;
+        bgsnap_stats(snap, &st);
+        g_debug("background snapshot: %" G_GUINT64_FORMAT " write faults served, %" G_GUINT64_FORMAT
+                " pages saved for them", st.faults, st.fault_pages);
     }
     g_clear_pointer(&snap, bgsnap_end); /* the guest writes freely again, whatever happened */
     if (ok) {

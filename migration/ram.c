@@ -8,11 +8,13 @@
 #include "migration/ram.h"
 #include "util/crc32c.h"
 #include "util/error.h"
+#include "util/page-copy.h"
+#include "compat/linux-uapi.h"
 #include <fcntl.h>
+#include <sys/ioctl.h>
 #include <string.h>
 #include <unistd.h>
 
-enum { PAGE_ZERO = 0, PAGE_DATA = 1 };
 #define PAGEMAP_PRESENT (1ULL << 63)
 #define PAGEMAP_SWAPPED (1ULL << 62)
 
@@ -27,23 +29,68 @@ bool ram_page_is_zero(const uint8_t *page)
     return true;
 }
 
+/*
+ * The pages of [host, host + pages) in memory or swapped out, by
+ * PAGEMAP_SCAN (Linux 6.7): a list of ranges, where reading pagemap itself
+ * returns 8 bytes a page (2 MiB for 1 GiB, 26 ms in the test rig, in a
+ * background snapshot's pause). Clears their bits in @untouched; false if
+ * the kernel has no PAGEMAP_SCAN.
+ */
+static bool scan_touched(int fd, const uint8_t *host, uint64_t pages, uint64_t *untouched)
+{
+    uintptr_t start = (uintptr_t)host, end = start + pages * RAM_PAGE_SIZE;
+    struct page_region regions[128];
+    while (start < end) {
+        struct pm_scan_arg arg = {
+            .size = sizeof(arg),
+            .start = start,
+            .end = end,
+            .vec = (uintptr_t)regions,
+            .vec_len = G_N_ELEMENTS(regions),
+            .category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+            .return_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+        };
+        int n = ioctl(fd, PAGEMAP_SCAN, &arg);
+        if (n < 0) {
+            return false;
+        }
+        for (int i = 0; i < n; i++) {
+            for (uint64_t p = (regions[i].start - (uintptr_t)host) / RAM_PAGE_SIZE;
+                 p < (regions[i].end - (uintptr_t)host) / RAM_PAGE_SIZE; p++) {
+                untouched[p / 64] &= ~(1ULL << (p % 64));
+            }
+        }
+        start = arg.walk_end;
+    }
+    return true;
+}
+
 /* Reading a page to find out it is zero would fault it in: on a big, mostly idle guest that is most of a save's and a restore's time. */
 void ram_untouched_pages(const uint8_t *host, uint64_t pages, uint64_t *untouched)
 {
     static gsize once;
     static int fd = -1;
+    static gint scan = 1; /* PAGEMAP_SCAN works, until it fails once */
     if (g_once_init_enter(&once)) {
         fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
         g_once_init_leave(&once, 1);
     }
-    memset(untouched, 0, (pages + 63) / 64 * 8);
+    size_t words = (pages + 63) / 64;
+    if (fd >= 0 && (uintptr_t)host % RAM_PAGE_SIZE == 0 && g_atomic_int_get(&scan)) {
+        memset(untouched, 0xff, words * 8);
+        if (scan_touched(fd, host, pages, untouched)) {
+            return;
+        }
+        g_atomic_int_set(&scan, 0);
+    }
+    memset(untouched, 0, words * 8);
     uint64_t entries[RAM_SECTION_PAGES];
     for (uint64_t done = 0; done < pages; done += RAM_SECTION_PAGES) {
         unsigned count = (unsigned)MIN(RAM_SECTION_PAGES, pages - done);
         uintptr_t page = (uintptr_t)host / RAM_PAGE_SIZE + done;
         if (fd < 0 || (uintptr_t)host % RAM_PAGE_SIZE ||
             pread(fd, entries, count * 8, (off_t)(page * 8)) != (ssize_t)(count * 8)) {
-            memset(untouched, 0, (pages + 63) / 64 * 8);
+            memset(untouched, 0, words * 8);
             return;
         }
         for (unsigned i = 0; i < count; i++) {
@@ -54,12 +101,44 @@ void ram_untouched_pages(const uint8_t *host, uint64_t pages, uint64_t *untouche
     }
 }
 
+void ram_write_section(MigWriter *w, const RamBlock *block, uint64_t first, unsigned count, const uint8_t *kinds,
+                       const struct iovec *data, unsigned n, RamStats *stats)
+{
+    g_assert(count <= RAM_SECTION_PAGES && (first + count) * RAM_PAGE_SIZE <= block->size);
+    uint8_t head[12];
+    for (unsigned i = 0; i < 8; i++) {
+        head[i] = first >> (8 * i);
+    }
+    for (unsigned i = 0; i < 4; i++) {
+        head[8 + i] = count >> (8 * i);
+    }
+    size_t data_len = 0;
+    for (unsigned i = 0; i < n; i++) {
+        data_len += data[i].iov_len;
+    }
+    MigSectionHeader h;
+    size_t len = sizeof(head) + count + data_len;
+    uint32_t crc = mig_section_begin(&h, MIG_SECTION_RAM, block->name, 0, RAM_SECTION_VERSION, len);
+    crc = crc32c(crc32c(crc, head, sizeof(head)), kinds, count);
+    struct iovec iov[2 + RAM_SECTION_PAGES] = { { head, sizeof(head) }, { (void *)kinds, count } };
+    g_assert(n <= RAM_SECTION_PAGES);
+    for (unsigned i = 0; i < n; i++) {
+        crc = crc32c(crc, data[i].iov_base, data[i].iov_len);
+        iov[2 + i] = data[i];
+    }
+    mig_section_write(w, &h, iov, 2 + n, crc);
+    if (stats) {
+        stats->pages += count;
+        stats->zero_pages += count - data_len / RAM_PAGE_SIZE;
+        stats->bytes += len;
+    }
+}
+
 void ram_save_pages(MigWriter *w, const RamBlock *block, uint64_t first, unsigned count, const uint64_t *zero,
                     uint8_t *scratch, RamStats *stats)
 {
     g_assert(count <= RAM_SECTION_PAGES && (first + count) * RAM_PAGE_SIZE <= block->size);
-    uint8_t head[12], kinds[RAM_SECTION_PAGES];
-    unsigned data = 0;
+    uint8_t kinds[RAM_SECTION_PAGES];
     uint64_t untouched[RAM_SECTION_PAGES / 64];
     const uint8_t *base = block->host + first * RAM_PAGE_SIZE;
     if (zero) {
@@ -70,17 +149,6 @@ void ram_save_pages(MigWriter *w, const RamBlock *block, uint64_t first, unsigne
     } else {
         ram_untouched_pages(base, count, untouched);
     }
-    for (unsigned i = 0; i < 8; i++) {
-        head[i] = first >> (8 * i);
-    }
-    for (unsigned i = 0; i < 4; i++) {
-        head[8 + i] = count >> (8 * i);
-    }
-    for (unsigned i = 0; i < count; i++) {
-        bool is_zero = (untouched[i / 64] >> (i % 64) & 1) || ram_page_is_zero(base + (size_t)i * RAM_PAGE_SIZE);
-        kinds[i] = is_zero ? PAGE_ZERO : PAGE_DATA;
-        data += !is_zero;
-    }
     /*
      * The guest may be running: the pages are copied out first and the
      * checksum taken of the copy, so what is sent is exactly what the CRC
@@ -88,22 +156,16 @@ void ram_save_pages(MigWriter *w, const RamBlock *block, uint64_t first, unsigne
      */
     uint8_t *out = scratch;
     for (unsigned i = 0; i < count; i++) {
-        if (kinds[i] == PAGE_DATA) {
-            memcpy(out, base + (size_t)i * RAM_PAGE_SIZE, RAM_PAGE_SIZE);
+        const uint8_t *page = base + (size_t)i * RAM_PAGE_SIZE;
+        bool is_zero = (untouched[i / 64] >> (i % 64) & 1) || ram_page_is_zero(page);
+        kinds[i] = is_zero ? RAM_PAGE_ZERO : RAM_PAGE_DATA;
+        if (!is_zero) {
+            page_copy(out, page, RAM_PAGE_SIZE);
             out += RAM_PAGE_SIZE;
         }
     }
-    MigSectionHeader h;
-    size_t len = sizeof(head) + count + (size_t)data * RAM_PAGE_SIZE;
-    uint32_t crc = mig_section_begin(&h, MIG_SECTION_RAM, block->name, 0, RAM_SECTION_VERSION, len);
-    crc = crc32c(crc32c(crc32c(crc, head, sizeof(head)), kinds, count), scratch, (size_t)data * RAM_PAGE_SIZE);
-    struct iovec iov[] = { { head, sizeof(head) }, { kinds, count }, { scratch, (size_t)data * RAM_PAGE_SIZE } };
-    mig_section_write(w, &h, iov, data ? 3 : 2, crc);
-    if (stats) {
-        stats->pages += count;
-        stats->zero_pages += count - data;
-        stats->bytes += len;
-    }
+    struct iovec data = { scratch, (size_t)(out - scratch) };
+    ram_write_section(w, block, first, count, kinds, &data, data.iov_len ? 1 : 0, stats);
 }
 
 void ram_save_all(MigWriter *w, GPtrArray *blocks, RamStats *stats)
@@ -172,14 +234,14 @@ bool ram_load_section(MigReader *r, const MigSection *s, GPtrArray *blocks, RamS
     unsigned n = 0, data = 0;
     for (unsigned i = 0; i < count; i++) {
         uint8_t *page = base + (size_t)i * RAM_PAGE_SIZE;
-        if (kinds[i] == PAGE_DATA) {
+        if (kinds[i] == RAM_PAGE_DATA) {
             if (n && (uint8_t *)iov[n - 1].iov_base + iov[n - 1].iov_len == page) {
                 iov[n - 1].iov_len += RAM_PAGE_SIZE;
             } else {
                 iov[n++] = (struct iovec){ page, RAM_PAGE_SIZE };
             }
             data++;
-        } else if (kinds[i] != PAGE_ZERO) {
+        } else if (kinds[i] != RAM_PAGE_ZERO) {
             return malformed(s, err);
         } else if (!(untouched[i / 64] >> (i % 64) & 1) && !ram_page_is_zero(page)) {
             /* A page the destination never touched is zero already; others may hold its boot image. */

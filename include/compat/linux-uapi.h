@@ -47,3 +47,30 @@ struct kvm_create_guest_memfd {
 #ifndef KVM_MEMORY_ATTRIBUTE_PRIVATE
 #define KVM_MEMORY_ATTRIBUTE_PRIVATE (1ULL << 3)
 #endif
+
+/* PAGEMAP_SCAN (Linux 6.7), from the kernel's include/uapi/linux/fs.h. */
+#include <linux/fs.h>
+#ifndef PAGEMAP_SCAN
+#define PAGE_IS_PRESENT (1 << 3)
+#define PAGE_IS_SWAPPED (1 << 4)
+struct page_region {
+    __u64 start;
+    __u64 end;
+    __u64 categories;
+};
+struct pm_scan_arg {
+    __u64 size;
+    __u64 flags;
+    __u64 start;
+    __u64 end;
+    __u64 walk_end;
+    __u64 vec;
+    __u64 vec_len;
+    __u64 max_pages;
+    __u64 category_inverted;
+    __u64 category_mask;
+    __u64 category_anyof_mask;
+    __u64 return_mask;
+};
+#define PAGEMAP_SCAN _IOWR('f', 16, struct pm_scan_arg)
+#endif

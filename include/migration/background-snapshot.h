@@ -3,16 +3,17 @@
  * written to a migration stream while the vCPUs keep running.
  *
  * At the instant (vCPUs stopped, devices quiet) every RAM block is
- * registered with userfaultfd and write-protected in one range each, and
+ * write-protected with userfaultfd in one range each, and
  * the pages the process never touched are noted as zero: they need no
  * protection, so neither prefaulting nor UFFD_FEATURE_WP_UNPOPULATED's page
  * tables for them, and a guest's first write to one never waits. Then the
  * caller's thread walks RAM in steps while a second thread serves write
- * faults as they come, saving the faulting pages ahead of the walk. A page
- * is saved by copying it into the stream's buffer as a checksummed section,
- * and its protection drops right after, which wakes the writer that waited
- * for it: a vCPU waits for a copy of its pages, never for the disk. The
- * walk writes the buffer out (the fault thread too, past a bound).
+ * faults as they come, saving the faulting pages ahead of the walk, both
+ * 2 MiB at a time. Each such chunk is taken on by one of the two (an
+ * atomic bit), copied, and its protection dropped right after, which wakes
+ * the writer that waited for it: a vCPU waits for a copy of its chunk,
+ * never for the disk or for a lock. The walk checksums and writes out its copies and the fault
+ * thread's (a bounded queue).
  *
  * Anything that writes guest RAM, vCPUs and Vireo's own devices alike,
  * waits in the kernel on a protected page until the engine has saved it;
@@ -43,10 +44,12 @@ typedef struct BgSnapshotStats {
  */
 bool bgsnap_supported(GError **err);
 /*
- * The instant of the snapshot: protect @blocks (RamBlock). Nothing may
- * write them during the call.
+ * Get ready to snapshot @blocks (RamBlock): register them with userfaultfd
+ * (outside the pause; they stay registered, see background-snapshot.c).
  */
-BgSnapshot *bgsnap_begin(GPtrArray *blocks, GError **err);
+BgSnapshot *bgsnap_new(GPtrArray *blocks, GError **err);
+/* The instant of the snapshot: protect the blocks. Nothing may write them during the call. */
+bool bgsnap_begin(BgSnapshot *b, GError **err);
 /*
  * Write every page as it was at bgsnap_begin to @w as RAM sections,
  * serving write faults as they come. Fails on a write error or cancel.

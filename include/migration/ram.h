@@ -41,6 +41,17 @@ typedef struct RamStats {
     uint64_t pages, zero_pages, bytes;
 } RamStats;
 
+/* A page's kind in a RAM section. */
+enum { RAM_PAGE_ZERO = 0, RAM_PAGE_DATA = 1 };
+
+/*
+ * Write pages [first, first + count) of @block (count <= RAM_SECTION_PAGES)
+ * as one section: @kinds a RAM_PAGE_* per page, @data (n pieces, n <=
+ * RAM_SECTION_PAGES) the bytes of the data pages in order, which must not
+ * change until the call returns. @stats (may be NULL) accumulates.
+ */
+void ram_write_section(MigWriter *w, const RamBlock *block, uint64_t first, unsigned count, const uint8_t *kinds,
+                       const struct iovec *data, unsigned n, RamStats *stats);
 /*
  * Write pages [first, first + count) of @block (count <= RAM_SECTION_PAGES)
  * as one section, copying them through @scratch (RAM_SECTION_BYTES) so a

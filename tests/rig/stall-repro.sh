@@ -82,6 +82,6 @@ echo "@rig clocksource at end: \$(cat /sys/devices/system/clocksource/clocksourc
 dmesg | grep -iE 'tsc|clocksource|kvm|hpet|clockevent|timer|watchdog' | sed 's/^/@rig dmesg: /'
 JOB
 echo "@host: start $(date -u +%T) rig append '${RIG_APPEND:-}' guest '${GUEST_APPEND:-}' cpu '${GUEST_CPU:-host}'"
-VIREO_RIG_APPEND=${RIG_APPEND:-} "$rig" run --mem 3G --work "$work" -- sh "$work/job.sh" 2>&1 |
+VIREO_RIG_APPEND=${RIG_APPEND:-} "$rig" run --mem 3G ${RIG_SMP:+--smp $RIG_SMP} --work "$work" -- sh "$work/job.sh" 2>&1 |
 	while IFS= read -r line; do printf '%s %s\n' "$(date -u +%T)" "$line"; done | tee "$work/out"
 echo "output in $work/out"

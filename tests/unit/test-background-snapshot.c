@@ -8,7 +8,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-enum { PAGES = 2048, TOUCHED = 1024 };
+enum { PAGES = 8192, TOUCHED = 4096 }; /* 16 of the engine's 2 MiB chunks, half of them touched */
 
 typedef struct Writer {
     uint8_t *mem;
@@ -47,11 +47,11 @@ static bool pacer_cancelled(void *opaque)
     return p->cancel_after && p->steps >= p->cancel_after;
 }
 
-/* A slow walk (50 us a step), so the writer gets ahead of it and faults. */
+/* A slow walk (1 ms a step), so the writer gets ahead of it and faults. */
 static int64_t pacer_pace(void *opaque, const RamStats *ram)
 {
     Pacer *p = opaque;
-    return p->steps++ % 2 ? 0 : 50;
+    return p->steps++ % 2 ? 0 : 1000;
 }
 
 static const BgSnapshotOps pacer_ops = { .cancelled = pacer_cancelled, .pace = pacer_pace };
@@ -92,7 +92,9 @@ static bool setup(Fixture *f)
     f->blocks = g_ptr_array_new();
     g_ptr_array_add(f->blocks, &f->block);
     g_autoptr(GError) err = NULL;
-    f->snap = bgsnap_begin(f->blocks, &err);
+    f->snap = bgsnap_new(f->blocks, &err);
+    g_assert_no_error(err);
+    g_assert_true(bgsnap_begin(f->snap, &err));
     g_assert_no_error(err);
     return true;
 }

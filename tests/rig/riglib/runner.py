@@ -31,7 +31,8 @@ def _env_lines(extra):
     return "mkdir -p /tmp/home\n" + "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
 
 
-def run_job(command, mem="8G", smp=1, timeout=1800, work=None, env=(), tmpfs="50%", interactive=False):
+def run_job(command, mem="8G", smp=1, timeout=1800, work=None, env=(), tmpfs="50%", interactive=False,
+            tcg_thread="single"):
     """Run `command` (a shell string) in the rig; returns its exit status.
 
     Interactive: the caller's terminal is the job's (QEMU puts it in raw
@@ -46,7 +47,7 @@ def run_job(command, mem="8G", smp=1, timeout=1800, work=None, env=(), tmpfs="50
     (meta / "job.sh").write_text(command + "\n")
     image = initramfs.build(RIG_INIT, rig.get("modules"), rig.get("load", []))
     (meta / "initramfs").write_bytes(image)
-    qemu = ["qemu-system-x86_64", "-accel", "tcg,thread=single", "-cpu", "max",
+    qemu = ["qemu-system-x86_64", "-accel", f"tcg,thread={tcg_thread}", "-cpu", "max",
             "-m", mem, "-smp", str(smp), "-display", "none", "-monitor", "none",
             "-no-reboot", "-nodefaults", "-kernel", rig["kernel"], "-initrd", meta / "initramfs",
             # tsc=reliable: under emulation the clocksource watchdog sees jitter as TSC frequency
@@ -108,7 +109,7 @@ def cmd_run(args):
         return 2
     command = args.command[0] if len(args.command) == 1 else shlex.join(args.command)
     return run_job(command, mem=args.mem, smp=args.smp, timeout=args.timeout,
-                   work=args.work, env=args.env, tmpfs=args.tmpfs, interactive=args.interactive)
+                   work=args.work, tcg_thread=args.tcg_thread, env=args.env, tmpfs=args.tmpfs, interactive=args.interactive)
 
 
 def add_parser(sub):
@@ -118,6 +119,8 @@ def add_parser(sub):
     # rig hung during boot in 3 of 4 runs; with one, 6 of 6 booted in 6-8 s,
     # 2-vCPU guests included (docs/rig.md).
     p.add_argument("--smp", type=int, default=1, help="rig vCPUs (default 1, see docs/rig.md)")
+    p.add_argument("--tcg-thread", choices=("single", "multi"), default=os.environ.get("VIREO_RIG_TCG_THREAD", "single"),
+                   help="one host thread for all rig vCPUs, or one each (default single, see docs/rig.md)")
     p.add_argument("--timeout", type=int, default=int(os.environ.get("VIREO_RIG_TIMEOUT", 1800)),
                    help="seconds (default: $VIREO_RIG_TIMEOUT, else 1800)")
     p.add_argument("--work", help="writable work directory (default: a new one under build/)")
