@@ -165,7 +165,9 @@ BgSnapshot *bgsnap_new(GPtrArray *blocks, GError **err)
                     b->pool_size >> 20, g_strerror(errno));
         return NULL;
     }
-    madvise(b->pool, b->pool_size, MADV_POPULATE_WRITE); /* best effort: else it faults in as it goes */
+    /* Best effort, both. Small pages: finding huge ones could compact memory, guest RAM's too, under the guest. */
+    madvise(b->pool, b->pool_size, MADV_NOHUGEPAGE);
+    madvise(b->pool, b->pool_size, MADV_POPULATE_WRITE);
     b->slots = g_new(ChunkCopy, b->pool_size / CHUNK_BYTES);
     for (size_t i = 0; i < b->pool_size / CHUNK_BYTES; i++) {
         b->slots[i] = (ChunkCopy){ .data = b->pool + i * CHUNK_BYTES };
