@@ -302,9 +302,12 @@ static bool serve_faults(BgSnapshot *b, GError **err)
             if (!saved) {
                 return true; /* stopping: bgsnap_end unprotects what is left */
             }
+            uint64_t first;
+            unsigned count;
+            chunk_pages(b, bi, c, &first, &count);
             g_mutex_lock(&b->lock);
             b->stats.faults++;
-            b->stats.fault_pages += CHUNK_PAGES;
+            b->stats.fault_pages += count;
             g_mutex_unlock(&b->lock);
         }
     }
