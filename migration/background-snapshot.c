@@ -158,7 +158,9 @@ BgSnapshot *bgsnap_new(GPtrArray *blocks, GError **err)
             return NULL;
         }
     }
-    b->pool_size = CLAMP(ram / 2, POOL_MIN, POOL_MAX) / CHUNK_BYTES * CHUNK_BYTES;
+    /* Never more than RAM itself: a small VM's setup stays short, and so its instant near the command. */
+    size_t ram_chunks = (ram + CHUNK_BYTES - 1) / CHUNK_BYTES;
+    b->pool_size = MIN(CLAMP(ram / 2, POOL_MIN, POOL_MAX) / CHUNK_BYTES, ram_chunks) * CHUNK_BYTES;
     b->pool = mmap(NULL, b->pool_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (b->pool == MAP_FAILED) {
         b->pool = NULL;
@@ -174,7 +176,7 @@ BgSnapshot *bgsnap_new(GPtrArray *blocks, GError **err)
      * faults it in from the end while the snapshot runs.
      */
     madvise(b->pool, b->pool_size, MADV_NOHUGEPAGE);
-    madvise(b->pool, POOL_MIN, MADV_POPULATE_WRITE);
+    madvise(b->pool, MIN(POOL_MIN, b->pool_size), MADV_POPULATE_WRITE);
     b->slots = g_new(ChunkCopy, b->pool_size / CHUNK_BYTES);
     for (size_t i = 0; i < b->pool_size / CHUNK_BYTES; i++) {
         b->slots[i] = (ChunkCopy){ .data = b->pool + i * CHUNK_BYTES };

@@ -141,7 +141,9 @@ deadline = time.monotonic() + STEP
 while not gens_after(vm, before) and time.monotonic() < deadline:
     time.sleep(0.1)
 after = gens_after(vm, before)
-check(after and after[0] <= at_start + 1 and after[0] < last,
+# The instant is taken on the job's thread, after the command returned: on a
+# loaded machine the guest may print one more generation before it.
+check(after and after[0] <= at_start + 2 and after[0] < last,
       f"after the load the guest's next gen is the saved one ({after[:1]}; saved at {at_start}, was at {last})")
 vm.wait_gen(after[-1] + 2, "the loaded guest checks its memory generation after generation")
 with open(disk, "rb") as f:
