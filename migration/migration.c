@@ -724,25 +724,12 @@ static bool load_device(Migration *ms, const MigSection *sec, GError **err)
     return true;
 }
 
-static bool read_stream(Migration *ms, MigReader *r, GPtrArray *devices, GError **err);
-
-static bool load_stream(Migration *ms, GPtrArray *devices, GError **err)
+/*
+ * RAM goes straight into guest memory (ram_loader_*: on threads from a
+ * file); device sections are gathered into @devices.
+ */
+static bool read_sections(Migration *ms, MigReader *r, RamLoader *loader, GPtrArray *devices, GError **err)
 {
-    if (!mig_channel_accept(ms->channel, err)) {
-        return false;
-    }
-    set_status(ms, MIGRATION_STATUS_ACTIVE);
-    g_autoptr(MigReader) r = mig_reader_new_fd(mig_channel_fd(ms->channel));
-    return read_stream(ms, r, devices, err);
-}
-
-/* RAM goes straight into guest memory; device sections are gathered into @devices. */
-static bool read_stream(Migration *ms, MigReader *r, GPtrArray *devices, GError **err)
-{
-    if (!mig_read_header(r, ms->fingerprint, err)) {
-        return false;
-    }
-    RamStats ram = { 0 };
     for (;;) {
         MigSection sec;
         if (!mig_read_section_header(r, &sec, err)) {
@@ -752,14 +739,9 @@ static bool read_stream(Migration *ms, MigReader *r, GPtrArray *devices, GError 
         switch (sec.kind) {
         case MIG_SECTION_END:
             mig_section_clear(&sec);
-            g_mutex_lock(&ms->mutex);
-            ms->stats.transferred = mig_reader_bytes(r);
-            ms->stats.normal = ram.pages - ram.zero_pages;
-            ms->stats.duplicate = ram.zero_pages;
-            g_mutex_unlock(&ms->mutex);
             return true;
         case MIG_SECTION_RAM:
-            ok = ram_load_section(r, &sec, ms->m->ram_blocks, &ram, err);
+            ok = ram_loader_add(loader, r, &sec, err);
             mig_section_clear(&sec);
             break;
         case MIG_SECTION_DEVICE:
@@ -776,6 +758,42 @@ static bool read_stream(Migration *ms, MigReader *r, GPtrArray *devices, GError 
             return false;
         }
     }
+}
+
+static bool read_stream(Migration *ms, MigReader *r, GPtrArray *devices, GError **err)
+{
+    if (!mig_read_header(r, ms->fingerprint, err)) {
+        return false;
+    }
+    RamStats ram = { 0 };
+    g_autoptr(GError) read_err = NULL, ram_err = NULL;
+    RamLoader *loader = ram_loader_new(ms->m->ram_blocks, r);
+    bool read_ok = read_sections(ms, r, loader, devices, &read_err);
+    /* A section that failed on a loader thread came before where reading stopped. */
+    if (!ram_loader_finish(loader, &ram, &ram_err)) {
+        g_propagate_error(err, g_steal_pointer(&ram_err));
+        return false;
+    }
+    if (!read_ok) {
+        g_propagate_error(err, g_steal_pointer(&read_err));
+        return false;
+    }
+    g_mutex_lock(&ms->mutex);
+    ms->stats.transferred = mig_reader_bytes(r);
+    ms->stats.normal = ram.pages - ram.zero_pages;
+    ms->stats.duplicate = ram.zero_pages;
+    g_mutex_unlock(&ms->mutex);
+    return true;
+}
+
+static bool load_stream(Migration *ms, GPtrArray *devices, GError **err)
+{
+    if (!mig_channel_accept(ms->channel, err)) {
+        return false;
+    }
+    set_status(ms, MIGRATION_STATUS_ACTIVE);
+    g_autoptr(MigReader) r = mig_reader_new_fd(mig_channel_fd(ms->channel));
+    return read_stream(ms, r, devices, err);
 }
 
 static void free_section(gpointer p)

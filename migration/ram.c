@@ -260,3 +260,163 @@ bool ram_load_section(MigReader *r, const MigSection *s, GPtrArray *blocks, RamS
     }
     return true;
 }
+
+/* ---- loading on threads ---- */
+
+/* A thread's pages: RAM_LOADER_WINDOW aligned pages of a block, always on the same thread. */
+#define RAM_LOADER_WINDOW 2048u
+
+typedef struct RamJob {
+    MigReader *r; /* a fork, inside the section */
+    MigSection s;
+    uint64_t offset; /* of the section in the stream, to report the earliest failure */
+} RamJob;
+
+static RamJob stop_job;
+
+typedef struct LoaderThread {
+    RamLoader *l;
+    GAsyncQueue *queue;
+    GThread *thread;
+} LoaderThread;
+
+struct RamLoader {
+    GPtrArray *blocks;
+    unsigned threads; /* 0: inline */
+    LoaderThread worker[RAM_LOADER_THREADS];
+    GMutex lock;
+    GCond idle;
+    unsigned pending; /* jobs queued or running */
+    RamStats stats;
+    GError *error; /* of the earliest section failed on a thread */
+    uint64_t error_offset;
+    gint failed;
+};
+
+static gpointer loader_thread(gpointer p)
+{
+    LoaderThread *t = p;
+    RamLoader *l = t->l;
+    for (RamJob *job; (job = g_async_queue_pop(t->queue)) != &stop_job;) {
+        RamStats stats = { 0 };
+        GError *err = NULL;
+        bool ok = g_atomic_int_get(&l->failed) || ram_load_section(job->r, &job->s, l->blocks, &stats, &err);
+        g_mutex_lock(&l->lock);
+        l->stats.pages += stats.pages;
+        l->stats.zero_pages += stats.zero_pages;
+        if (!ok && (!l->error || job->offset < l->error_offset)) {
+            g_clear_error(&l->error);
+            l->error = g_steal_pointer(&err);
+            l->error_offset = job->offset;
+            g_atomic_int_set(&l->failed, 1);
+        }
+        if (--l->pending == 0) {
+            g_cond_broadcast(&l->idle);
+        }
+        g_mutex_unlock(&l->lock);
+        g_clear_error(&err);
+        mig_reader_free(job->r);
+        mig_section_clear(&job->s);
+        g_free(job);
+    }
+    return NULL;
+}
+
+RamLoader *ram_loader_new(GPtrArray *blocks, const MigReader *r)
+{
+    RamLoader *l = g_new0(RamLoader, 1);
+    l->blocks = blocks;
+    g_mutex_init(&l->lock);
+    g_cond_init(&l->idle);
+    unsigned cpus = g_get_num_processors();
+    l->threads = r && mig_reader_is_mapped(r) && cpus > 1 ? MIN(cpus, RAM_LOADER_THREADS) : 0;
+    for (unsigned i = 0; i < l->threads; i++) {
+        l->worker[i] = (LoaderThread){ .l = l, .queue = g_async_queue_new() };
+        l->worker[i].thread = g_thread_new("ram-load", loader_thread, &l->worker[i]);
+    }
+    return l;
+}
+
+static void wait_idle(RamLoader *l)
+{
+    g_mutex_lock(&l->lock);
+    while (l->pending) {
+        g_cond_wait(&l->idle, &l->lock);
+    }
+    g_mutex_unlock(&l->lock);
+}
+
+static bool failed_already(RamLoader *l, GError **err)
+{
+    g_mutex_lock(&l->lock);
+    g_propagate_error(err, g_error_copy(l->error));
+    g_mutex_unlock(&l->lock);
+    return false;
+}
+
+bool ram_loader_add(RamLoader *l, MigReader *r, const MigSection *s, GError **err)
+{
+    if (g_atomic_int_get(&l->failed)) {
+        return failed_already(l, err);
+    }
+    /* Which thread: by the block and window of the section's first page (ram_load_section checks it all). */
+    const uint8_t *head = l->threads ? mig_reader_peek(r, 12) : NULL;
+    guint block = G_MAXUINT;
+    for (guint b = 0; head && b < l->blocks->len && block == G_MAXUINT; b++) {
+        block = strcmp(((RamBlock *)g_ptr_array_index(l->blocks, b))->name, s->name) == 0 ? b : block;
+    }
+    uint64_t first = 0, count = 0;
+    for (unsigned i = 0; head && i < 8; i++) {
+        first |= (uint64_t)head[i] << (8 * i);
+    }
+    for (unsigned i = 0; head && i < 4; i++) {
+        count |= (uint64_t)head[8 + i] << (8 * i);
+    }
+    if (block == G_MAXUINT || count == 0 || count > RAM_SECTION_PAGES ||
+        first / RAM_LOADER_WINDOW != (first + count - 1) / RAM_LOADER_WINDOW) {
+        /* Across windows (or malformed): here, once the threads are done with what came before it. */
+        wait_idle(l);
+        if (g_atomic_int_get(&l->failed)) {
+            return failed_already(l, err);
+        }
+        RamStats stats = { 0 };
+        bool ok = ram_load_section(r, s, l->blocks, &stats, err);
+        l->stats.pages += stats.pages;
+        l->stats.zero_pages += stats.zero_pages;
+        return ok;
+    }
+    RamJob *job = g_new0(RamJob, 1);
+    job->offset = mig_reader_bytes(r);
+    job->r = mig_reader_fork(r);
+    job->s = *s;
+    job->s.name = g_strdup(s->name);
+    job->s.payload = NULL;
+    g_mutex_lock(&l->lock);
+    l->pending++;
+    g_mutex_unlock(&l->lock);
+    g_async_queue_push(l->worker[(block * 131 + first / RAM_LOADER_WINDOW) % l->threads].queue, job);
+    return mig_reader_skip_section(r, s, err);
+}
+
+bool ram_loader_finish(RamLoader *l, RamStats *stats, GError **err)
+{
+    for (unsigned i = 0; i < l->threads; i++) {
+        g_async_queue_push(l->worker[i].queue, &stop_job);
+    }
+    for (unsigned i = 0; i < l->threads; i++) {
+        g_thread_join(l->worker[i].thread);
+        g_async_queue_unref(l->worker[i].queue);
+    }
+    bool ok = !l->error;
+    if (!ok) {
+        g_propagate_error(err, g_steal_pointer(&l->error));
+    }
+    if (stats) {
+        stats->pages += l->stats.pages;
+        stats->zero_pages += l->stats.zero_pages;
+    }
+    g_mutex_clear(&l->lock);
+    g_cond_clear(&l->idle);
+    g_free(l);
+    return ok;
+}

@@ -10,9 +10,12 @@
 #include "migration/stream.h"
 #include "util/crc32c.h"
 #include "util/error.h"
+#include "util/page-copy.h"
 #include <errno.h>
 #include <limits.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -266,12 +269,52 @@ struct MigReader {
     bool eof;
     uint32_t crc; /* over the current record so far */
     uint32_t left; /* payload bytes of the current section not read yet */
+    bool mapped; /* @data is a file mapped (mig_reader_new_fd) */
 };
+
+typedef struct Mapping {
+    void *base;
+    size_t len;
+} Mapping;
+
+static void unmap(gpointer p)
+{
+    Mapping *m = p;
+    munmap(m->base, m->len);
+    g_free(m);
+}
+
+/*
+ * The rest of a regular file, mapped: read with vector copies (the
+ * kernel's copy in read() ran at 230 MiB/s in the test rig, where its
+ * `rep movsb` is emulated), and in pieces that threads can load at once.
+ * NULL for pipes, sockets and what cannot be mapped.
+ */
+static GBytes *map_rest(int fd)
+{
+    struct stat st;
+    off_t pos = lseek(fd, 0, SEEK_CUR);
+    if (pos < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size <= pos) {
+        return NULL;
+    }
+    off_t base = pos / sysconf(_SC_PAGESIZE) * sysconf(_SC_PAGESIZE);
+    Mapping *m = g_new(Mapping, 1);
+    m->len = (size_t)(st.st_size - base);
+    m->base = mmap(NULL, m->len, PROT_READ, MAP_SHARED, fd, base);
+    if (m->base == MAP_FAILED) {
+        g_free(m);
+        return NULL;
+    }
+    madvise(m->base, m->len, MADV_SEQUENTIAL);
+    return g_bytes_new_with_free_func((uint8_t *)m->base + (pos - base), (size_t)(st.st_size - pos), unmap, m);
+}
 
 MigReader *mig_reader_new_fd(int fd)
 {
     MigReader *r = g_new0(MigReader, 1);
     r->fd = fd;
+    r->data = map_rest(fd);
+    r->mapped = r->data != NULL;
     return r;
 }
 
@@ -298,6 +341,27 @@ uint64_t mig_reader_bytes(const MigReader *r)
     return r->bytes;
 }
 
+bool mig_reader_is_mapped(const MigReader *r)
+{
+    return r->mapped;
+}
+
+MigReader *mig_reader_fork(const MigReader *r)
+{
+    g_assert(r->data);
+    MigReader *f = g_memdup2(r, sizeof(*r));
+    g_bytes_ref(f->data);
+    return f;
+}
+
+const uint8_t *mig_reader_peek(const MigReader *r, size_t len)
+{
+    g_assert(r->data);
+    size_t size;
+    const uint8_t *d = g_bytes_get_data(r->data, &size);
+    return len <= r->left && size - r->pos >= len ? d + r->pos : NULL;
+}
+
 /* Exactly @len bytes, or false at end of input / on error. */
 static bool get(MigReader *r, void *p, size_t len)
 {
@@ -308,7 +372,11 @@ static bool get(MigReader *r, void *p, size_t len)
             r->eof = true;
             return false;
         }
-        memcpy(p, d + r->pos, len);
+        if (len % 128 == 0) {
+            page_copy(p, d + r->pos, len);
+        } else {
+            memcpy(p, d + r->pos, len);
+        }
         r->pos += len;
     } else {
         size_t done = 0;
@@ -544,6 +612,23 @@ bool mig_read_payload_iov(MigReader *r, const MigSection *s, const struct iovec 
         r->crc = crc32c(r->crc, iov[i].iov_base, iov[i].iov_len);
     }
     r->left -= total;
+    return true;
+}
+
+bool mig_reader_skip_section(MigReader *r, const MigSection *s, GError **err)
+{
+    g_assert(r->data);
+    size_t size;
+    g_bytes_get_data(r->data, &size);
+    if (size - r->pos < (size_t)r->left + 4) {
+        r->eof = true;
+        r->bytes += size - r->pos;
+        r->pos = size;
+        return payload_short(r, s, err);
+    }
+    r->pos += (size_t)r->left + 4;
+    r->bytes += (size_t)r->left + 4;
+    r->left = 0;
     return true;
 }
 

@@ -81,3 +81,21 @@ void ram_save_all(MigWriter *w, GPtrArray *blocks, RamStats *stats);
 bool ram_load_section(MigReader *r, const MigSection *s, GPtrArray *blocks, RamStats *stats, GError **err);
 /* Whether a page is all zero (fast: word at a time). */
 bool ram_page_is_zero(const uint8_t *page);
+
+/*
+ * A stream's RAM sections, loaded as they come: from a mapped reader
+ * (mig_reader_is_mapped) on a thread per CPU (up to RAM_LOADER_THREADS),
+ * else inline. A section's pages always go to the same thread, in stream
+ * order, so a page sent twice (a live migration's later pass) ends as
+ * sent last.
+ */
+#define RAM_LOADER_THREADS 4
+typedef struct RamLoader RamLoader;
+RamLoader *ram_loader_new(GPtrArray *blocks, const MigReader *r);
+/* RAM section @s, its header just read from @r: load it, now or on a thread. False with an error seen so far. */
+bool ram_loader_add(RamLoader *l, MigReader *r, const MigSection *s, GError **err);
+/*
+ * Wait for every section and free @l; false with the failure of the
+ * earliest section that failed on a thread. @stats (may be NULL) accumulates.
+ */
+bool ram_loader_finish(RamLoader *l, RamStats *stats, GError **err);

@@ -92,3 +92,15 @@ bool mig_read_payload(MigReader *r, const MigSection *s, void *p, size_t len, GE
 bool mig_read_payload_iov(MigReader *r, const MigSection *s, const struct iovec *iov, unsigned n, GError **err);
 bool mig_read_section_end(MigReader *r, const MigSection *s, GError **err);
 uint64_t mig_reader_bytes(const MigReader *r);
+/*
+ * A reader from a regular file maps it (mig_reader_new_fd): its sections
+ * can then be handed to other threads. mig_reader_fork: an independent
+ * reader at the same place (inside a section, after its header: the fork
+ * reads the rest of it, the original skips it). mig_reader_peek: the next
+ * @len bytes of the current section without reading them, or NULL.
+ */
+bool mig_reader_is_mapped(const MigReader *r);
+MigReader *mig_reader_fork(const MigReader *r);
+const uint8_t *mig_reader_peek(const MigReader *r, size_t len);
+/* Past the rest of the current section and its CRC, unchecked (a fork checks them). */
+bool mig_reader_skip_section(MigReader *r, const MigSection *s, GError **err);

@@ -8,7 +8,9 @@
 #include "migration/stream.h"
 #include "migration/vmstate.h"
 #include "util/crc32c.h"
+#include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct {
     uint16_t lo;
@@ -357,6 +359,104 @@ static void test_ram_refusals(void)
     mig_section_clear(&sec);
 }
 
+/* Load every RAM section of @r through a RamLoader; false with @err. */
+static bool load_with_loader(MigReader *r, GPtrArray *blocks, RamStats *stats, GError **err)
+{
+    RamLoader *l = ram_loader_new(blocks, r);
+    MigSection sec;
+    bool ok;
+    while ((ok = mig_read_section_header(r, &sec, err)) && sec.kind == MIG_SECTION_RAM) {
+        ok = ram_loader_add(l, r, &sec, err);
+        mig_section_clear(&sec);
+        if (!ok) {
+            break;
+        }
+    }
+    mig_section_clear(&sec);
+    g_autoptr(GError) ram_err = NULL;
+    if (!ram_loader_finish(l, stats, &ram_err)) {
+        g_clear_error(err);
+        g_propagate_error(err, g_steal_pointer(&ram_err));
+        return false;
+    }
+    return ok;
+}
+
+/*
+ * A stream in a file (mapped, its RAM loaded on threads) at an offset: a
+ * page sent twice, as a live migration's later pass does, ends as sent
+ * last, also in a section across two threads' windows; a corrupt section
+ * gives the same error as reading it inline.
+ */
+static void test_ram_loader_from_file(void)
+{
+    enum { PAGES = 3 * 2048 + 100 };
+    const size_t size = (size_t)PAGES * RAM_PAGE_SIZE;
+    g_autofree uint8_t *src = g_malloc0(size);
+    for (unsigned i = 0; i < PAGES; i += 2) {
+        memset(src + (size_t)i * RAM_PAGE_SIZE, (i % 251) + 1, 64);
+    }
+    RamBlock from = { "pc.ram", src, size };
+    g_autoptr(GPtrArray) from_blocks = blocks_of(&from);
+    g_autofree uint8_t *scratch = g_malloc(RAM_SECTION_BYTES);
+    g_autofree char *path = NULL;
+    int fd = g_file_open_tmp("test-migration-XXXXXX", &path, NULL);
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(write(fd, "offset!", 7), ==, 7);
+    {
+        g_autoptr(MigWriter) w = mig_writer_new(fd);
+        ram_save_all(w, from_blocks, NULL);
+        /* A second pass: pages 100..300 and, across the first window's end, 2040..2055. */
+        memset(src + 100 * RAM_PAGE_SIZE, 0xb2, 200 * RAM_PAGE_SIZE);
+        ram_save_pages(w, &from, 100, 200, NULL, scratch, NULL);
+        memset(src + 2040 * RAM_PAGE_SIZE, 0xc3, 16 * RAM_PAGE_SIZE);
+        memset(src + 2041 * RAM_PAGE_SIZE, 0, RAM_PAGE_SIZE);
+        ram_save_pages(w, &from, 2040, 16, NULL, scratch, NULL);
+        mig_write_end(w);
+        g_autoptr(GError) err = NULL;
+        g_assert_true(mig_writer_flush(w, &err));
+    }
+    g_autofree uint8_t *dst = g_malloc(size);
+    memset(dst, 0xaa, size);
+    RamBlock to = { "pc.ram", dst, size };
+    g_autoptr(GPtrArray) to_blocks = blocks_of(&to);
+    g_assert_cmpint(lseek(fd, 7, SEEK_SET), ==, 7);
+    {
+        g_autoptr(MigReader) r = mig_reader_new_fd(fd);
+        g_assert_true(mig_reader_is_mapped(r));
+        g_autoptr(GError) err = NULL;
+        RamStats stats = { 0 };
+        g_assert_true(load_with_loader(r, to_blocks, &stats, &err));
+        g_assert_no_error(err);
+        g_assert_cmpuint(stats.pages, ==, PAGES + 200 + 16);
+    }
+    g_assert_true(memcmp(src, dst, size) == 0);
+
+    /* A byte of a section loaded on a thread flipped: the error is the inline reader's. */
+    g_autofree char *contents = NULL;
+    gsize len;
+    g_assert_true(g_file_get_contents(path, &contents, &len, NULL));
+    contents[len / 3] ^= 1;
+    g_assert_true(g_file_set_contents(path, contents, len, NULL));
+    close(fd);
+    fd = open(path, O_RDONLY);
+    g_assert_cmpint(lseek(fd, 7, SEEK_SET), ==, 7);
+    g_autoptr(GError) mapped_err = NULL, inline_err = NULL;
+    {
+        g_autoptr(MigReader) r = mig_reader_new_fd(fd);
+        g_assert_false(load_with_loader(r, to_blocks, NULL, &mapped_err));
+    }
+    {
+        g_autoptr(GBytes) data = g_bytes_new(contents + 7, len - 7);
+        g_autoptr(MigReader) r = mig_reader_new_bytes(data);
+        g_assert_false(load_with_loader(r, to_blocks, NULL, &inline_err));
+    }
+    g_assert_nonnull(strstr(mapped_err->message, "checksum mismatch in section 'pc.ram'"));
+    g_assert_cmpstr(mapped_err->message, ==, inline_err->message);
+    close(fd);
+    unlink(path);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -372,5 +472,6 @@ int main(int argc, char **argv)
     g_test_add_func("/migration/stream/foreign", test_stream_foreign);
     g_test_add_func("/migration/ram/round-trip", test_ram_round_trip);
     g_test_add_func("/migration/ram/refusals", test_ram_refusals);
+    g_test_add_func("/migration/ram/loader-from-file", test_ram_loader_from_file);
     return g_test_run();
 }
