@@ -18,6 +18,8 @@
 #define DEFAULT_DOWNTIME_LIMIT_MS 300
 #define MAX_DOWNTIME_LIMIT_MS 2000000
 #define RATE_WINDOW_US 100000
+/* Sections handed to the RAM saver's threads between two waits for them, with no bandwidth limit. */
+#define SAVE_BATCH 32
 
 static const char *const status_names[] = {
     [MIGRATION_STATUS_NONE] = "none",           [MIGRATION_STATUS_SETUP] = "setup",
@@ -83,7 +85,7 @@ typedef struct Sender {
     GPtrArray *blocks;  /* RamBlock, the machine's */
     uint64_t **to_send; /* per block: a bit per page */
     RamStats ram;
-    uint8_t *scratch; /* RAM_SECTION_BYTES the pages are copied out through */
+    RamSaver *saver;
     int64_t window_us;
     uint64_t window_bytes;
 } Sender;
@@ -300,9 +302,20 @@ static void update_ram_stats(Sender *s)
  * aligned pages, from the first marked to the last) at a time, clearing
  * the marks. @limited: honour max-bandwidth (not once the vCPUs are stopped).
  */
+static bool sync_saver(Sender *s, GError **err)
+{
+    ram_saver_wait(s->saver);
+    if (!mig_writer_flush(s->w, err)) {
+        return false;
+    }
+    update_ram_stats(s);
+    return true;
+}
+
 static bool send_marked(Sender *s, bool limited, GError **err)
 {
     const unsigned words = RAM_SECTION_PAGES / WORD_PAGES;
+    unsigned batch = 0;
     for (guint bi = 0; bi < s->blocks->len; bi++) {
         const RamBlock *b = g_ptr_array_index(s->blocks, bi);
         uint64_t pages = b->size / RAM_PAGE_SIZE;
@@ -320,21 +333,26 @@ static bool send_marked(Sender *s, bool limited, GError **err)
             if (lo == UINT64_MAX) {
                 continue;
             }
-            ram_save_pages(s->w, b, lo, (unsigned)(hi - lo + 1), NULL, s->scratch, &s->ram);
+            ram_saver_add(s->saver, b, lo, (unsigned)(hi - lo + 1), &s->ram);
             if (cancelled(s->ms)) {
                 g_set_error(err, VIREO_ERROR, VIREO_ERROR_FAILED, "cancelled");
                 return false;
             }
-            if (!mig_writer_flush(s->w, err)) {
+            /* Unlimited, the saver's threads get sections to work on together. */
+            bool paced = limited && __atomic_load_n(&s->ms->max_bandwidth, __ATOMIC_RELAXED);
+            if (++batch < (paced ? 1 : SAVE_BATCH)) {
+                continue;
+            }
+            batch = 0;
+            if (!sync_saver(s, err)) {
                 return false;
             }
-            update_ram_stats(s);
             for (int64_t wait; limited && (wait = rate_wait_us(s)) > 0;) {
                 g_usleep(wait);
             }
         }
     }
-    return true;
+    return sync_saver(s, err);
 }
 
 static bool save_devices(Migration *ms, MigWriter *w, GError **err)
@@ -466,8 +484,7 @@ static gpointer outgoing_thread(gpointer p)
     Machine *m = ms->m;
     g_autoptr(GError) err = NULL;
     g_autoptr(MigWriter) w = mig_writer_new(mig_channel_fd(ms->channel));
-    g_autofree uint8_t *scratch = g_malloc(RAM_SECTION_BYTES);
-    Sender s = { .ms = ms, .w = w, .blocks = m->ram_blocks, .scratch = scratch, .window_us = now_us() };
+    Sender s = { .ms = ms, .w = w, .blocks = m->ram_blocks, .saver = ram_saver_new(w), .window_us = now_us() };
     s.to_send = g_new0(uint64_t *, s.blocks->len);
     for (guint i = 0; i < s.blocks->len; i++) {
         const RamBlock *b = g_ptr_array_index(s.blocks, i);
@@ -523,6 +540,7 @@ static gpointer outgoing_thread(gpointer p)
         g_free(s.to_send[i]);
     }
     g_free(s.to_send);
+    ram_saver_free(s.saver);
     end_outgoing(ms, ok, err, stopped && was_running && !ok);
     return NULL;
 }

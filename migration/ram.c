@@ -101,17 +101,24 @@ void ram_untouched_pages(const uint8_t *host, uint64_t pages, uint64_t *untouche
     }
 }
 
-void ram_write_section(MigWriter *w, const RamBlock *block, uint64_t first, unsigned count, const uint8_t *kinds,
-                       const struct iovec *data, unsigned n, RamStats *stats)
+#define RAM_HEAD_LEN 12
+
+static void put_head(uint8_t *head, uint64_t first, unsigned count)
 {
-    g_assert(count <= RAM_SECTION_PAGES && (first + count) * RAM_PAGE_SIZE <= block->size);
-    uint8_t head[12];
     for (unsigned i = 0; i < 8; i++) {
         head[i] = first >> (8 * i);
     }
     for (unsigned i = 0; i < 4; i++) {
         head[8 + i] = count >> (8 * i);
     }
+}
+
+void ram_write_section(MigWriter *w, const RamBlock *block, uint64_t first, unsigned count, const uint8_t *kinds,
+                       const struct iovec *data, unsigned n, RamStats *stats)
+{
+    g_assert(count <= RAM_SECTION_PAGES && (first + count) * RAM_PAGE_SIZE <= block->size);
+    uint8_t head[RAM_HEAD_LEN];
+    put_head(head, first, count);
     size_t data_len = 0;
     for (unsigned i = 0; i < n; i++) {
         data_len += data[i].iov_len;
@@ -134,11 +141,9 @@ void ram_write_section(MigWriter *w, const RamBlock *block, uint64_t first, unsi
     }
 }
 
-void ram_save_pages(MigWriter *w, const RamBlock *block, uint64_t first, unsigned count, const uint64_t *zero,
-                    uint8_t *scratch, RamStats *stats)
+/* The kind of each page of [first, first + count) into @kinds; the number of data pages. */
+static unsigned page_kinds(const RamBlock *block, uint64_t first, unsigned count, const uint64_t *zero, uint8_t *kinds)
 {
-    g_assert(count <= RAM_SECTION_PAGES && (first + count) * RAM_PAGE_SIZE <= block->size);
-    uint8_t kinds[RAM_SECTION_PAGES];
     uint64_t untouched[RAM_SECTION_PAGES / 64];
     const uint8_t *base = block->host + first * RAM_PAGE_SIZE;
     if (zero) {
@@ -149,6 +154,21 @@ void ram_save_pages(MigWriter *w, const RamBlock *block, uint64_t first, unsigne
     } else {
         ram_untouched_pages(base, count, untouched);
     }
+    unsigned data = 0;
+    for (unsigned i = 0; i < count; i++) {
+        bool is_zero = (untouched[i / 64] >> (i % 64) & 1) || ram_page_is_zero(base + (size_t)i * RAM_PAGE_SIZE);
+        kinds[i] = is_zero ? RAM_PAGE_ZERO : RAM_PAGE_DATA;
+        data += !is_zero;
+    }
+    return data;
+}
+
+void ram_save_pages(MigWriter *w, const RamBlock *block, uint64_t first, unsigned count, const uint64_t *zero,
+                    uint8_t *scratch, RamStats *stats)
+{
+    g_assert(count <= RAM_SECTION_PAGES && (first + count) * RAM_PAGE_SIZE <= block->size);
+    uint8_t kinds[RAM_SECTION_PAGES];
+    page_kinds(block, first, count, zero, kinds);
     /*
      * The guest may be running: the pages are copied out first and the
      * checksum taken of the copy, so what is sent is exactly what the CRC
@@ -156,11 +176,8 @@ void ram_save_pages(MigWriter *w, const RamBlock *block, uint64_t first, unsigne
      */
     uint8_t *out = scratch;
     for (unsigned i = 0; i < count; i++) {
-        const uint8_t *page = base + (size_t)i * RAM_PAGE_SIZE;
-        bool is_zero = (untouched[i / 64] >> (i % 64) & 1) || ram_page_is_zero(page);
-        kinds[i] = is_zero ? RAM_PAGE_ZERO : RAM_PAGE_DATA;
-        if (!is_zero) {
-            page_copy(out, page, RAM_PAGE_SIZE);
+        if (kinds[i] == RAM_PAGE_DATA) {
+            page_copy(out, block->host + (first + i) * RAM_PAGE_SIZE, RAM_PAGE_SIZE);
             out += RAM_PAGE_SIZE;
         }
     }
@@ -168,16 +185,137 @@ void ram_save_pages(MigWriter *w, const RamBlock *block, uint64_t first, unsigne
     ram_write_section(w, block, first, count, kinds, &data, data.iov_len ? 1 : 0, stats);
 }
 
+/* ---- saving on threads ---- */
+
+typedef struct SaveJob {
+    RamSaver *saver;
+    const RamBlock *block;
+    uint64_t first;
+    unsigned count;
+    uint8_t *dst;      /* the section's room in the stream */
+    unsigned head_len; /* of its header, in @dst already */
+    uint32_t crc;      /* of that header */
+    uint8_t kinds[RAM_SECTION_PAGES];
+} SaveJob;
+
+struct RamSaver {
+    MigWriter *w;
+    GThreadPool *pool; /* NULL: jobs run inline */
+    uint8_t *scratch;  /* a plain writer's copy of a section's pages */
+    GMutex lock;
+    GCond idle;
+    unsigned pending;
+};
+
+/* Copy a section's data pages from guest RAM into its room, then checksum the copy: what the CRC covers is what is sent. */
+static void save_job(gpointer data, gpointer user)
+{
+    SaveJob *j = data;
+    uint8_t *payload = j->dst + j->head_len;
+    uint8_t *p = payload + RAM_HEAD_LEN + j->count;
+    for (unsigned i = 0; i < j->count; i++) {
+        if (j->kinds[i] == RAM_PAGE_DATA) {
+            page_copy(p, j->block->host + (j->first + i) * RAM_PAGE_SIZE, RAM_PAGE_SIZE);
+            p += RAM_PAGE_SIZE;
+        }
+    }
+    uint32_t crc = crc32c(j->crc, payload, (size_t)(p - payload));
+    for (unsigned b = 0; b < 4; b++) {
+        p[b] = crc >> (8 * b);
+    }
+    RamSaver *s = j->saver;
+    g_free(j);
+    g_mutex_lock(&s->lock);
+    if (--s->pending == 0) {
+        g_cond_broadcast(&s->idle);
+    }
+    g_mutex_unlock(&s->lock);
+}
+
+RamSaver *ram_saver_new(MigWriter *w)
+{
+    RamSaver *s = g_new0(RamSaver, 1);
+    s->w = w;
+    g_mutex_init(&s->lock);
+    g_cond_init(&s->idle);
+    unsigned cpus = g_get_num_processors();
+    if (!mig_writer_is_mapped(w)) {
+        s->scratch = g_malloc(RAM_SECTION_BYTES);
+    } else if (cpus > 1) {
+        s->pool = g_thread_pool_new(save_job, NULL, MIN(cpus, RAM_THREADS), TRUE, NULL);
+    }
+    return s;
+}
+
+void ram_saver_add(RamSaver *s, const RamBlock *block, uint64_t first, unsigned count, RamStats *stats)
+{
+    if (s->scratch) {
+        ram_save_pages(s->w, block, first, count, NULL, s->scratch, stats);
+        return;
+    }
+    g_assert(count <= RAM_SECTION_PAGES && (first + count) * RAM_PAGE_SIZE <= block->size);
+    SaveJob *j = g_new(SaveJob, 1);
+    *j = (SaveJob){ .saver = s, .block = block, .first = first, .count = count };
+    unsigned data = page_kinds(block, first, count, NULL, j->kinds);
+    size_t len = RAM_HEAD_LEN + count + (size_t)data * RAM_PAGE_SIZE;
+    MigSectionHeader h;
+    j->crc = mig_section_begin(&h, MIG_SECTION_RAM, block->name, 0, RAM_SECTION_VERSION, len);
+    j->head_len = h.len;
+    j->dst = mig_writer_reserve(s->w, h.len + len + 4);
+    if (!j->dst) {
+        g_free(j); /* the write error is the writer's, for its next flush */
+        return;
+    }
+    memcpy(j->dst, h.bytes, h.len);
+    put_head(j->dst + h.len, first, count);
+    memcpy(j->dst + h.len + RAM_HEAD_LEN, j->kinds, count);
+    if (stats) {
+        stats->pages += count;
+        stats->zero_pages += count - data;
+        stats->bytes += len;
+    }
+    g_mutex_lock(&s->lock);
+    s->pending++;
+    g_mutex_unlock(&s->lock);
+    if (s->pool) {
+        g_thread_pool_push(s->pool, j, NULL);
+    } else {
+        save_job(j, NULL);
+    }
+}
+
+void ram_saver_wait(RamSaver *s)
+{
+    g_mutex_lock(&s->lock);
+    while (s->pending) {
+        g_cond_wait(&s->idle, &s->lock);
+    }
+    g_mutex_unlock(&s->lock);
+}
+
+void ram_saver_free(RamSaver *s)
+{
+    if (s->pool) {
+        g_thread_pool_free(s->pool, FALSE, TRUE);
+    }
+    ram_saver_wait(s);
+    g_free(s->scratch);
+    g_mutex_clear(&s->lock);
+    g_cond_clear(&s->idle);
+    g_free(s);
+}
+
 void ram_save_all(MigWriter *w, GPtrArray *blocks, RamStats *stats)
 {
-    g_autofree uint8_t *scratch = g_malloc(RAM_SECTION_BYTES);
+    RamSaver *s = ram_saver_new(w);
     for (guint b = 0; b < blocks->len; b++) {
         const RamBlock *block = g_ptr_array_index(blocks, b);
         uint64_t pages = block->size / RAM_PAGE_SIZE;
         for (uint64_t first = 0; first < pages; first += RAM_SECTION_PAGES) {
-            ram_save_pages(w, block, first, MIN(RAM_SECTION_PAGES, pages - first), NULL, scratch, stats);
+            ram_saver_add(s, block, first, MIN(RAM_SECTION_PAGES, pages - first), stats);
         }
     }
+    ram_saver_free(s);
 }
 
 static bool malformed(const MigSection *s, GError **err)
@@ -203,7 +341,7 @@ bool ram_load_section(MigReader *r, const MigSection *s, GPtrArray *blocks, RamS
                     s->version, RAM_SECTION_VERSION);
         return false;
     }
-    uint8_t head[12], kinds[RAM_SECTION_PAGES];
+    uint8_t head[RAM_HEAD_LEN], kinds[RAM_SECTION_PAGES];
     if (s->len < sizeof(head)) {
         return malformed(s, err);
     }
@@ -283,7 +421,7 @@ typedef struct LoaderThread {
 struct RamLoader {
     GPtrArray *blocks;
     unsigned threads; /* 0: inline */
-    LoaderThread worker[RAM_LOADER_THREADS];
+    LoaderThread worker[RAM_THREADS];
     GMutex lock;
     GCond idle;
     unsigned pending; /* jobs queued or running */
@@ -329,7 +467,7 @@ RamLoader *ram_loader_new(GPtrArray *blocks, const MigReader *r)
     g_mutex_init(&l->lock);
     g_cond_init(&l->idle);
     unsigned cpus = g_get_num_processors();
-    l->threads = r && mig_reader_is_mapped(r) && cpus > 1 ? MIN(cpus, RAM_LOADER_THREADS) : 0;
+    l->threads = r && mig_reader_is_mapped(r) && cpus > 1 ? MIN(cpus, RAM_THREADS) : 0;
     for (unsigned i = 0; i < l->threads; i++) {
         l->worker[i] = (LoaderThread){ .l = l, .queue = g_async_queue_new() };
         l->worker[i].thread = g_thread_new("ram-load", loader_thread, &l->worker[i]);
@@ -360,7 +498,7 @@ bool ram_loader_add(RamLoader *l, MigReader *r, const MigSection *s, GError **er
         return failed_already(l, err);
     }
     /* Which thread: by the block and window of the section's first page (ram_load_section checks it all). */
-    const uint8_t *head = l->threads ? mig_reader_peek(r, 12) : NULL;
+    const uint8_t *head = l->threads ? mig_reader_peek(r, RAM_HEAD_LEN) : NULL;
     guint block = G_MAXUINT;
     for (guint b = 0; head && b < l->blocks->len && block == G_MAXUINT; b++) {
         block = strcmp(((RamBlock *)g_ptr_array_index(l->blocks, b))->name, s->name) == 0 ? b : block;

@@ -70,6 +70,22 @@ void ram_save_pages(MigWriter *w, const RamBlock *block, uint64_t first, unsigne
 void ram_untouched_pages(const uint8_t *host, uint64_t pages, uint64_t *untouched);
 /* Write every page of @blocks (RamBlock). */
 void ram_save_all(MigWriter *w, GPtrArray *blocks, RamStats *stats);
+
+/* Threads at most, to save or load RAM: one per CPU up to this. */
+#define RAM_THREADS 4
+/*
+ * Sections of guest RAM as ram_save_pages writes them. Into a mapped
+ * writer (mig_writer_is_mapped) the pages' kinds are found here, in stream
+ * order, and the section's room taken; a thread per CPU then copies the
+ * pages straight from guest RAM into the file and checksums the copy.
+ * ram_saver_wait: every section added is complete in the stream (before a
+ * flush). Inline, through a scratch copy, for other writers.
+ */
+typedef struct RamSaver RamSaver;
+RamSaver *ram_saver_new(MigWriter *w);
+void ram_saver_add(RamSaver *s, const RamBlock *block, uint64_t first, unsigned count, RamStats *stats);
+void ram_saver_wait(RamSaver *s);
+void ram_saver_free(RamSaver *s);
 /*
  * Read the payload of RAM section @s (its header just read from @r) into
  * the block of the same name in @blocks (RamBlock), checking its CRC. Data
@@ -84,12 +100,11 @@ bool ram_page_is_zero(const uint8_t *page);
 
 /*
  * A stream's RAM sections, loaded as they come: from a mapped reader
- * (mig_reader_is_mapped) on a thread per CPU (up to RAM_LOADER_THREADS),
+ * (mig_reader_is_mapped) on a thread per CPU (up to RAM_THREADS),
  * else inline. A section's pages always go to the same thread, in stream
  * order, so a page sent twice (a live migration's later pass) ends as
  * sent last.
  */
-#define RAM_LOADER_THREADS 4
 typedef struct RamLoader RamLoader;
 RamLoader *ram_loader_new(GPtrArray *blocks, const MigReader *r);
 /* RAM section @s, its header just read from @r: load it, now or on a thread. False with an error seen so far. */

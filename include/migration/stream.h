@@ -53,6 +53,13 @@ void mig_section_write(MigWriter *w, const MigSectionHeader *h, const struct iov
 /* Sections a memory writer framed earlier (mig_writer_data), appended as they are. */
 void mig_write_sections(MigWriter *w, GBytes *sections);
 void mig_write_end(MigWriter *w);
+/*
+ * A writer to a regular file maps it (mig_writer_new): mig_writer_reserve
+ * then takes the stream's next @len bytes for the caller to fill, from any
+ * thread, before the next flush; NULL after a write error (sticky).
+ */
+bool mig_writer_is_mapped(const MigWriter *w);
+uint8_t *mig_writer_reserve(MigWriter *w, size_t len);
 /* Push buffered bytes out; false with the first write error (sticky) naming the channel. */
 bool mig_writer_flush(MigWriter *w, GError **err);
 uint64_t mig_writer_bytes(const MigWriter *w);
