@@ -79,7 +79,8 @@ static bool open_file_out(MigChannel *ch, const char *spec, GError **err)
     g_autofree char *dir = g_path_get_dirname(path);
     g_autofree char *base = g_path_get_basename(path);
     ch->tmp_path = g_strdup_printf("%s/.%s.vireo-XXXXXX", dir, base);
-    ch->fd = g_mkstemp_full(ch->tmp_path, O_WRONLY | O_CLOEXEC, 0644);
+    /* Read too: the stream writer maps a regular file (mig_writer_new). */
+    ch->fd = g_mkstemp_full(ch->tmp_path, O_RDWR | O_CLOEXEC, 0644);
     if (ch->fd < 0) {
         int e = errno;
         g_clear_pointer(&ch->tmp_path, g_free);
