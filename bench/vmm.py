@@ -8,6 +8,7 @@ the commands round after round, and report() prints medians and ratios.
 import json
 import os
 import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -117,7 +118,12 @@ def run_rounds(bench, specs, runs, one_round):
                             print(f"--- {path} (end)\n{open(path, errors='replace').read()[-1500:]}", flush=True)
             finally:
                 while running:
-                    running.pop().kill()
+                    vm = running.pop()
+                    vm.kill()
+                    if os.environ.get("BENCH_LOGS"):  # kept beside the results (the rig's /tmp goes with it)
+                        for path in (vm.log.name, vm.serial):
+                            if os.path.exists(path):
+                                shutil.copy(path, os.path.join(os.environ["BENCH_LOGS"], f"{rnd + 1}-{os.path.basename(path)}"))
     return results
 
 

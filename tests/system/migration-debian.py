@@ -219,11 +219,15 @@ def migration_events(vm):
     return [ev["data"]["status"] for ev in vm.events if ev["event"] == "MIGRATION"]
 
 
-async def continues(src_gens, src_disk, dst, label):
+async def continues(src_gens, src_disk, dst, label, until=None):
     """The guest goes on in DST from where SRC left it: memcheck (no reboot, no
-    mismatch), the disk loop, the console."""
+    mismatch), the disk loop, the console. SRC_GENS and SRC_DISK are what the
+    source printed before its state was taken; UNTIL, the same printed by the
+    time it was surely taken (a background snapshot's instant lies between
+    the command and the `active` status)."""
     last_gen = max(src_gens) if src_gens else 0
     last_n = max(src_disk) if src_disk else 0
+    until_gen, until_n = (max(until[0], default=last_gen), max(until[1], default=last_n)) if until else (last_gen, last_n)
     ok = await dst.wait_for("3 memcheck lines and 2 disk lines after the switch",
                             lambda: len(dst.gens()) >= 3 and len(dst.disk_ns()) >= 2
                             or TROUBLE.search(dst.text()) is not None)
@@ -233,11 +237,13 @@ async def continues(src_gens, src_disk, dst, label):
           f"({len(gens)} ok lines, trouble: {trouble.group(0) if trouble else 'none'})")
     # A line the source had begun may end in the destination's log, so the
     # first whole line there is the next generation or the one after it.
-    check(bool(gens) and last_gen < gens[0] <= last_gen + 2 and gens == list(range(gens[0], gens[0] + len(gens))),
-          f"{label}: memcheck's generations go on from the source's {last_gen} "
+    src_range = f"{last_gen}" if until_gen == last_gen else f"{last_gen}-{until_gen}"
+    check(bool(gens) and last_gen < gens[0] <= until_gen + 2 and gens == list(range(gens[0], gens[0] + len(gens))),
+          f"{label}: memcheck's generations go on from the source's {src_range} "
           f"(destination: {gens[:1]}..{gens[-1:]}), the guest did not restart")
-    check(bool(ns) and last_n < ns[0] <= last_n + 2,
-          f"{label}: the disk loop goes on from block {last_n} (destination: {ns[:1]}..{ns[-1:]})")
+    check(bool(ns) and last_n < ns[0] <= until_n + 2,
+          f"{label}: the disk loop goes on from block {last_n}{'' if until_n == last_n else f'-{until_n}'} "
+          f"(destination: {ns[:1]}..{ns[-1:]})")
     return ok and not trouble
 
 
