@@ -113,6 +113,17 @@ static void put_head(uint8_t *head, uint64_t first, unsigned count)
     }
 }
 
+static void get_head(const uint8_t *head, uint64_t *first, uint64_t *count)
+{
+    *first = *count = 0;
+    for (unsigned i = 0; i < 8; i++) {
+        *first |= (uint64_t)head[i] << (8 * i);
+    }
+    for (unsigned i = 0; i < 4; i++) {
+        *count |= (uint64_t)head[8 + i] << (8 * i);
+    }
+}
+
 void ram_write_section(MigWriter *w, const RamBlock *block, uint64_t first, unsigned count, const uint8_t *kinds,
                        const struct iovec *data, unsigned n, RamStats *stats)
 {
@@ -348,13 +359,8 @@ bool ram_load_section(MigReader *r, const MigSection *s, GPtrArray *blocks, RamS
     if (!mig_read_payload(r, s, head, sizeof(head), err)) {
         return false;
     }
-    uint64_t first = 0, count = 0;
-    for (unsigned i = 0; i < 8; i++) {
-        first |= (uint64_t)head[i] << (8 * i);
-    }
-    for (unsigned i = 0; i < 4; i++) {
-        count |= (uint64_t)head[8 + i] << (8 * i);
-    }
+    uint64_t first, count;
+    get_head(head, &first, &count);
     uint64_t pages = block->size / RAM_PAGE_SIZE;
     if (count > RAM_SECTION_PAGES || first > pages || count > pages - first) {
         g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID,
@@ -504,11 +510,8 @@ bool ram_loader_add(RamLoader *l, MigReader *r, const MigSection *s, GError **er
         block = strcmp(((RamBlock *)g_ptr_array_index(l->blocks, b))->name, s->name) == 0 ? b : block;
     }
     uint64_t first = 0, count = 0;
-    for (unsigned i = 0; head && i < 8; i++) {
-        first |= (uint64_t)head[i] << (8 * i);
-    }
-    for (unsigned i = 0; head && i < 4; i++) {
-        count |= (uint64_t)head[8 + i] << (8 * i);
+    if (head) {
+        get_head(head, &first, &count);
     }
     if (block == G_MAXUINT || count == 0 || count > RAM_SECTION_PAGES ||
         first / RAM_LOADER_WINDOW != (first + count - 1) / RAM_LOADER_WINDOW) {
