@@ -40,7 +40,7 @@
 #define POOL_MAX (1024u << 20)
 #define POOL_THREADS 4
 /*
- * Priorities (nice), see yield_to_vcpus: the walk and the pool's filling
+ * Priorities (nice), see set_thread_nice: the walk and the pool's filling
  * give way to the vCPUs; the fault thread, which a vCPU waits for, goes
  * first where Vireo may raise it.
  */
@@ -144,10 +144,10 @@ bool bgsnap_supported(GError **err)
  * the vCPUs, which would otherwise share a CPU with it (bench/bgsnap's
  * writer: 0.65-0.75 of its speed at the same priority, 0.82-0.91 below it),
  * and the fault thread comes before them (the longest fault took 13-28 ms
- * at the same priority, 4-8 ms above). Raising needs CAP_SYS_NICE: without
+ * at the same priority, 4-13 ms above). Raising needs CAP_SYS_NICE: without
  * it the fault thread stays as it is.
  */
-static void yield_to_vcpus(int nice)
+static void set_thread_nice(int nice)
 {
     if (setpriority(PRIO_PROCESS, (id_t)gettid(), nice) < 0) {
         g_debug("background snapshot: cannot set a thread's priority to %d: %s", nice, g_strerror(errno));
@@ -162,7 +162,7 @@ typedef struct Span {
 static gpointer fault_in_span(gpointer p)
 {
     Span *span = p;
-    yield_to_vcpus(POOL_NICE);
+    set_thread_nice(POOL_NICE);
     madvise(span->start, span->len, MADV_POPULATE_WRITE);
     return NULL;
 }
@@ -378,12 +378,11 @@ static bool serve_faults(BgSnapshot *b, GError **err)
     return n == 0;
 }
 
-
 /* Serves faults as they come, so a writer waits only for a copy of its own chunk. */
 static gpointer fault_thread(gpointer p)
 {
     BgSnapshot *b = p;
-    yield_to_vcpus(FAULT_NICE);
+    set_thread_nice(FAULT_NICE);
     struct pollfd fds[] = { { .fd = uffd, .events = POLLIN }, { .fd = b->stop_fd, .events = POLLIN } };
     for (;;) {
         GError *err = NULL;
@@ -403,7 +402,6 @@ static gpointer fault_thread(gpointer p)
         return NULL; /* the walk stops at its next step; bgsnap_end wakes the waiting writers */
     }
 }
-
 
 static void stop_fault_thread(BgSnapshot *b)
 {
@@ -528,7 +526,7 @@ bool bgsnap_save(BgSnapshot *b, MigWriter *w, const BgSnapshotOps *ops, void *op
 {
     b->w = w;
     b->ram = ram;
-    yield_to_vcpus(WALK_NICE);
+    set_thread_nice(WALK_NICE);
     b->stop_fd = eventfd(0, EFD_CLOEXEC);
     if (b->stop_fd < 0) {
         g_set_error(err, VIREO_ERROR, VIREO_ERROR_FAILED, "eventfd: %s", g_strerror(errno));
