@@ -34,7 +34,7 @@
  * CPU. bench/bgsnap (1 GiB guest, 256 MiB hot) in the test rig: with 64
  * MiB faulted in first and the rest by a thread during the snapshot, the
  * writer ran at 0.41-0.59 of its speed; with half first, 0.75-1.0 but the
- * walk took 2 s longer; with all, 0.73-0.91, in 1.8-3.0 s before the pause.
+ * walk took 2 s longer; with all, 0.73-0.91, in 1.8-4.4 s before the pause.
  */
 #define POOL_MIN (64u << 20)
 #define POOL_MAX (1024u << 20)
