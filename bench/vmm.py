@@ -110,7 +110,7 @@ def run_rounds(bench, specs, runs, one_round):
                 one_round(label, cmd, m, rnd)
                 results[label].append(m)
                 print(f"round {rnd + 1} {label}: {m}", flush=True)
-            except RuntimeError as e:
+            except (RuntimeError, OSError) as e:  # OSError: a VMM that died closes its QMP socket
                 print(f"{bench}: round {rnd + 1} {label} failed: {e} (measured so far: {m})", flush=True)
                 for vm in running:
                     for path in (vm.serial, vm.log.name):
