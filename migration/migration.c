@@ -297,11 +297,7 @@ static void update_ram_stats(Sender *s)
     g_mutex_unlock(&s->ms->mutex);
 }
 
-/*
- * Send every page marked in to_send, a section (up to RAM_SECTION_PAGES
- * aligned pages, from the first marked to the last) at a time, clearing
- * the marks. @limited: honour max-bandwidth (not once the vCPUs are stopped).
- */
+/* Every section handed to the saver in the stream, pushed out, counted. */
 static bool sync_saver(Sender *s, GError **err)
 {
     ram_saver_wait(s->saver);
@@ -312,6 +308,11 @@ static bool sync_saver(Sender *s, GError **err)
     return true;
 }
 
+/*
+ * Send every page marked in to_send, a section (up to RAM_SECTION_PAGES
+ * aligned pages, from the first marked to the last) at a time, clearing
+ * the marks. @limited: honour max-bandwidth (not once the vCPUs are stopped).
+ */
 static bool send_marked(Sender *s, bool limited, GError **err)
 {
     const unsigned words = RAM_SECTION_PAGES / WORD_PAGES;

@@ -329,6 +329,19 @@ void ram_save_all(MigWriter *w, GPtrArray *blocks, RamStats *stats)
     ram_saver_free(s);
 }
 
+/* The block of @blocks (RamBlock, may be NULL) named @name, and its @index; NULL if none. */
+static const RamBlock *block_named(GPtrArray *blocks, const char *name, guint *index)
+{
+    for (guint b = 0; blocks && b < blocks->len; b++) {
+        const RamBlock *block = g_ptr_array_index(blocks, b);
+        if (strcmp(block->name, name) == 0) {
+            *index = b;
+            return block;
+        }
+    }
+    return NULL;
+}
+
 static bool malformed(const MigSection *s, GError **err)
 {
     g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "RAM block '%s': malformed section", s->name);
@@ -337,11 +350,8 @@ static bool malformed(const MigSection *s, GError **err)
 
 bool ram_load_section(MigReader *r, const MigSection *s, GPtrArray *blocks, RamStats *stats, GError **err)
 {
-    const RamBlock *block = NULL;
-    for (guint b = 0; blocks && b < blocks->len && !block; b++) {
-        const RamBlock *candidate = g_ptr_array_index(blocks, b);
-        block = strcmp(candidate->name, s->name) == 0 ? candidate : NULL;
-    }
+    guint index;
+    const RamBlock *block = block_named(blocks, s->name, &index);
     if (!block) {
         g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "the migration stream has RAM block '%s', this VM has not",
                     s->name);
@@ -505,26 +515,19 @@ bool ram_loader_add(RamLoader *l, MigReader *r, const MigSection *s, GError **er
     }
     /* Which thread: by the block and window of the section's first page (ram_load_section checks it all). */
     const uint8_t *head = l->threads ? mig_reader_peek(r, RAM_HEAD_LEN) : NULL;
-    guint block = G_MAXUINT;
-    for (guint b = 0; head && b < l->blocks->len && block == G_MAXUINT; b++) {
-        block = strcmp(((RamBlock *)g_ptr_array_index(l->blocks, b))->name, s->name) == 0 ? b : block;
-    }
+    guint block;
     uint64_t first = 0, count = 0;
     if (head) {
         get_head(head, &first, &count);
     }
-    if (block == G_MAXUINT || count == 0 || count > RAM_SECTION_PAGES ||
+    if (!head || !block_named(l->blocks, s->name, &block) || count == 0 || count > RAM_SECTION_PAGES ||
         first / RAM_LOADER_WINDOW != (first + count - 1) / RAM_LOADER_WINDOW) {
         /* Across windows (or malformed): here, once the threads are done with what came before it. */
         wait_idle(l);
         if (g_atomic_int_get(&l->failed)) {
             return failed_already(l, err);
         }
-        RamStats stats = { 0 };
-        bool ok = ram_load_section(r, s, l->blocks, &stats, err);
-        l->stats.pages += stats.pages;
-        l->stats.zero_pages += stats.zero_pages;
-        return ok;
+        return ram_load_section(r, s, l->blocks, &l->stats, err); /* the threads are idle: l->stats is ours */
     }
     RamJob *job = g_new0(RamJob, 1);
     job->offset = mig_reader_bytes(r);

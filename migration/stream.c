@@ -35,6 +35,24 @@ struct MigWriter {
     size_t end; /* bytes of the mapping the stream reaches so far */
 };
 
+/* The current offset of @fd and its size, if it is a regular file (not a pipe, socket or device). */
+static bool regular_file_at(int fd, off_t *pos, off_t *size)
+{
+    struct stat st;
+    *pos = lseek(fd, 0, SEEK_CUR);
+    if (*pos < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        return false;
+    }
+    *size = st.st_size;
+    return true;
+}
+
+static off_t page_floor(off_t off)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    return off / page * page;
+}
+
 /*
  * Virtual room for a mapped stream (address space only; what is written
  * is allocated as it goes): a stream larger than this fails cleanly.
@@ -52,13 +70,11 @@ struct MigWriter {
  */
 static bool map_out(MigWriter *w)
 {
-    struct stat st;
-    off_t pos = lseek(w->fd, 0, SEEK_CUR);
-    if (pos < 0 || fstat(w->fd, &st) < 0 || !S_ISREG(st.st_mode) || fallocate(w->fd, 0, pos, 1) < 0) {
+    off_t pos, size;
+    if (!regular_file_at(w->fd, &pos, &size) || fallocate(w->fd, 0, pos, 1) < 0) {
         return false;
     }
-    long page = sysconf(_SC_PAGESIZE);
-    w->map_off = pos / page * page;
+    w->map_off = page_floor(pos);
     w->map_len = MAP_WINDOW;
     w->map = mmap(NULL, w->map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, w->fd, w->map_off);
     if (w->map == MAP_FAILED) {
@@ -375,7 +391,6 @@ struct MigReader {
     bool eof;
     uint32_t crc; /* over the current record so far */
     uint32_t left; /* payload bytes of the current section not read yet */
-    bool mapped; /* @data is a file mapped (mig_reader_new_fd) */
 };
 
 typedef struct Mapping {
@@ -398,21 +413,20 @@ static void unmap(gpointer p)
  */
 static GBytes *map_rest(int fd)
 {
-    struct stat st;
-    off_t pos = lseek(fd, 0, SEEK_CUR);
-    if (pos < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size <= pos) {
+    off_t pos, size;
+    if (!regular_file_at(fd, &pos, &size) || size <= pos) {
         return NULL;
     }
-    off_t base = pos / sysconf(_SC_PAGESIZE) * sysconf(_SC_PAGESIZE);
+    off_t base = page_floor(pos);
     Mapping *m = g_new(Mapping, 1);
-    m->len = (size_t)(st.st_size - base);
+    m->len = (size_t)(size - base);
     m->base = mmap(NULL, m->len, PROT_READ, MAP_SHARED, fd, base);
     if (m->base == MAP_FAILED) {
         g_free(m);
         return NULL;
     }
     madvise(m->base, m->len, MADV_SEQUENTIAL);
-    return g_bytes_new_with_free_func((uint8_t *)m->base + (pos - base), (size_t)(st.st_size - pos), unmap, m);
+    return g_bytes_new_with_free_func((uint8_t *)m->base + (pos - base), (size_t)(size - pos), unmap, m);
 }
 
 MigReader *mig_reader_new_fd(int fd)
@@ -420,7 +434,6 @@ MigReader *mig_reader_new_fd(int fd)
     MigReader *r = g_new0(MigReader, 1);
     r->fd = fd;
     r->data = map_rest(fd);
-    r->mapped = r->data != NULL;
     return r;
 }
 
@@ -449,7 +462,7 @@ uint64_t mig_reader_bytes(const MigReader *r)
 
 bool mig_reader_is_mapped(const MigReader *r)
 {
-    return r->mapped;
+    return r->data && r->fd >= 0; /* a memory reader has no fd */
 }
 
 MigReader *mig_reader_fork(const MigReader *r)
