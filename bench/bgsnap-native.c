@@ -210,7 +210,7 @@ static SnapResult snapshot(Bench *b, GPtrArray *blocks, const char *target, Writ
     int fd = open_target(target);
     g_autoptr(MigWriter) mw = mig_writer_new(fd);
     g_autoptr(GError) err = NULL;
-    BgSnapshot *s = bgsnap_new(blocks, &err); /* registers, outside the pause as Vireo does */
+    BgSnapshot *s = bgsnap_new(blocks, mw, &err); /* registers, outside the pause as Vireo does */
     uint64_t t0 = now_ns();
     if (nw) {
         atomic_store(&b->cmd, CMD_PAUSE);
@@ -232,7 +232,7 @@ static SnapResult snapshot(Bench *b, GPtrArray *blocks, const char *target, Writ
         atomic_store(&b->cmd, CMD_RUN);
     }
     uint64_t t3 = now_ns();
-    if (!bgsnap_save(s, mw, &bench_ops, NULL, &r.ram, &err) || !mig_writer_flush(mw, &err)) {
+    if (!bgsnap_save(s, &bench_ops, NULL, &r.ram, &err) || !mig_writer_flush(mw, &err)) {
         g_printerr("bgsnap-native: bgsnap_save: %s\n", err->message);
         exit(1);
     }

@@ -40,12 +40,12 @@
 #define POOL_MAX (1024u << 20)
 #define POOL_THREADS 4
 /*
- * Priorities (nice), see set_thread_nice: the walk and the pool's filling
- * give way to the vCPUs; the fault thread, which a vCPU waits for, goes
- * first where Vireo may raise it.
+ * Priorities (nice), see set_thread_nice: the walk and the filling of
+ * memory ahead (pool or file) give way to the vCPUs; the fault thread,
+ * which a vCPU waits for, goes first where Vireo may raise it.
  */
 #define WALK_NICE 10
-#define POOL_NICE 10
+#define FILL_NICE 10
 #define FAULT_NICE (-10)
 
 /* A chunk the fault thread saved: a copy for the walk to write out. */
@@ -77,8 +77,9 @@ struct BgSnapshot {
      * lock the other thread holds while it works.
      */
     uint64_t **claimed;
-    uint8_t *walk_copy; /* CHUNK_PAGES pages: the walk's copy of a chunk */
-    MigWriter *w;       /* the walk's alone */
+    uint8_t *walk_copy; /* CHUNK_PAGES pages: the walk's copy of a chunk (pool mode) */
+    MigWriter *w;       /* the walk's alone, except that both threads reserve in a mapped one */
+    bool direct;        /* @w is mapped: chunks are copied straight into it, no pool */
     RamStats *ram;      /* the walk's alone */
     bool complete;      /* every chunk saved, so unprotected */
 
@@ -87,6 +88,7 @@ struct BgSnapshot {
     GQueue copies;        /* ChunkCopy, for the walk to write out */
     GQueue free;          /* ChunkCopy, each with a slot of @pool */
     GError *fault_error;  /* the fault thread's, which ends the snapshot */
+    RamStats fault_ram;   /* direct: what the fault thread wrote, for the walk to count */
     BgSnapshotStats stats;
     gint stopping;
     /* Where a writer is likely to fault next (the chunk after the last fault's), for the walk to save first. */
@@ -162,28 +164,30 @@ typedef struct Span {
 static gpointer fault_in_span(gpointer p)
 {
     Span *span = p;
-    set_thread_nice(POOL_NICE);
+    set_thread_nice(FILL_NICE);
     madvise(span->start, span->len, MADV_POPULATE_WRITE);
     return NULL;
 }
 
-/* Fault in [start, start + len), a thread per CPU (up to POOL_THREADS), in whole chunks. */
+/* Fault in the pages of [start, start + len) for writing, a thread per CPU (up to POOL_THREADS), in whole chunks. */
 static void fault_in(uint8_t *start, size_t len)
 {
+    uint8_t *base = (uint8_t *)((uintptr_t)start / RAM_PAGE_SIZE * RAM_PAGE_SIZE);
+    len += (size_t)(start - base);
     unsigned n = MIN(g_get_num_processors(), POOL_THREADS);
-    size_t per = (len / CHUNK_BYTES + n - 1) / n * CHUNK_BYTES;
+    size_t per = ((len + CHUNK_BYTES - 1) / CHUNK_BYTES + n - 1) / n * CHUNK_BYTES;
     Span spans[POOL_THREADS];
     GThread *threads[POOL_THREADS] = { 0 };
     for (unsigned i = 0; i < n && i * per < len; i++) {
-        spans[i] = (Span){ start + i * per, MIN(per, len - i * per) };
-        threads[i] = g_thread_new("snapshot-pool", fault_in_span, &spans[i]);
+        spans[i] = (Span){ base + i * per, MIN(per, len - i * per) };
+        threads[i] = g_thread_new("snapshot-fill", fault_in_span, &spans[i]);
     }
     for (unsigned i = 0; i < n && threads[i]; i++) {
         g_thread_join(threads[i]);
     }
 }
 
-BgSnapshot *bgsnap_new(GPtrArray *blocks, GError **err)
+BgSnapshot *bgsnap_new(GPtrArray *blocks, MigWriter *w, GError **err)
 {
     if (!bgsnap_supported(err)) {
         return NULL;
@@ -202,10 +206,11 @@ BgSnapshot *bgsnap_new(GPtrArray *blocks, GError **err)
     g_queue_init(&b->copies);
     g_queue_init(&b->free);
     b->stop_fd = -1;
+    b->w = w;
+    b->direct = mig_writer_is_mapped(w);
     b->blocks = g_ptr_array_ref(blocks);
     b->zero = g_new0(uint64_t *, blocks->len);
     b->claimed = g_new0(uint64_t *, blocks->len);
-    b->walk_copy = g_malloc(CHUNK_PAGES * RAM_PAGE_SIZE);
     uint64_t ram = 0;
     for (guint i = 0; i < blocks->len; i++) {
         RamBlock *rb = g_ptr_array_index(blocks, i);
@@ -217,7 +222,35 @@ BgSnapshot *bgsnap_new(GPtrArray *blocks, GError **err)
             return NULL;
         }
     }
+    if (b->direct) {
+        /*
+         * No pool: the file itself, allocated and faulted in for what the
+         * guest has touched so far, so that the copies a vCPU waits for
+         * never wait for the file system or for the kernel to clear
+         * memory (bench/bgsnap: faults took 15-50 ms with the file faulted
+         * in by a thread during the snapshot). This is work the save
+         * needs anyway. Short of room, the stream is allocated as it is
+         * written, and a full file system fails then.
+         */
+        uint64_t touched = 0;
+        for (guint i = 0; i < blocks->len; i++) {
+            RamBlock *rb = g_ptr_array_index(blocks, i);
+            ram_untouched_pages(rb->host, block_pages(rb), b->zero[i]);
+            uint64_t untouched = 0; /* a few too many, maybe: the last word's bits past the block */
+            for (uint64_t wd = 0; wd < (block_pages(rb) + 63) / 64; wd++) {
+                untouched += (uint64_t)__builtin_popcountll(b->zero[i][wd]);
+            }
+            touched += block_pages(rb) - MIN(untouched, block_pages(rb));
+        }
+        size_t room = touched * RAM_PAGE_SIZE + touched / RAM_SECTION_PAGES * 1024;
+        uint8_t *ahead = mig_writer_allocate(w, room);
+        if (ahead) {
+            fault_in(ahead, room);
+        }
+        return g_steal_pointer(&b);
+    }
     /* Never more than RAM itself: a small VM's setup stays short, and so its instant near the command. */
+    b->walk_copy = g_malloc(CHUNK_PAGES * RAM_PAGE_SIZE);
     size_t ram_chunks = (ram + CHUNK_BYTES - 1) / CHUNK_BYTES;
     b->pool_size = MIN(CLAMP(ram / 2, POOL_MIN, POOL_MAX) / CHUNK_BYTES, ram_chunks) * CHUNK_BYTES;
     b->pool = mmap(NULL, b->pool_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -307,13 +340,55 @@ static void look_ahead(BgSnapshot *b, guint bi, uint64_t c)
 }
 
 /*
- * Save chunk @c of block @bi, claimed, ahead of the walk: copy it into a
- * slot of the pool, drop its protection, queue the copy for the walk to
- * write. With the pool full, wait for a slot if @wait, else return 0 (and
- * the caller saves it otherwise). 1 when saved, -1 on error.
+ * Save chunk @c of block @bi, claimed, straight into the mapped stream:
+ * its sections' room taken, the pages copied there, the protection
+ * dropped (waking whoever waits), then the copies checksummed.
  */
-static int copy_ahead(BgSnapshot *b, guint bi, uint64_t c, bool wait, GError **err)
+static bool save_direct(BgSnapshot *b, guint bi, uint64_t c, RamStats *stats, GError **err)
 {
+    RamBlock *rb = g_ptr_array_index(b->blocks, bi);
+    uint64_t first;
+    unsigned count, n = 0;
+    bool touched = chunk_pages(b, bi, c, &first, &count);
+    RamSectionOut *out[CHUNK_PAGES / RAM_SECTION_PAGES];
+    int64_t t0 = g_get_monotonic_time();
+    for (unsigned done = 0; done < count; done += RAM_SECTION_PAGES, n++) {
+        out[n] = ram_section_open(b->w, rb, first + done, MIN(RAM_SECTION_PAGES, count - done), b->zero[bi], stats);
+        if (!out[n]) {
+            break;
+        }
+        ram_section_copy(out[n]);
+    }
+    int64_t t1 = g_get_monotonic_time();
+    /* After a write error too: bgsnap_end would drop it anyway, and the writer waiting on it goes on now. */
+    bool ok = !touched || unprotect(b, bi, first, count, err);
+    int64_t t2 = g_get_monotonic_time();
+    for (unsigned i = 0; i < n && out[i]; i++) {
+        ram_section_close(out[i]);
+    }
+    g_mutex_lock(&b->lock);
+    b->stats.copy_max_us = MAX(b->stats.copy_max_us, t1 - t0);
+    b->stats.unprotect_max_us = MAX(b->stats.unprotect_max_us, t2 - t1);
+    g_mutex_unlock(&b->lock);
+    return ok && mig_writer_flush(b->w, err);
+}
+
+/*
+ * Save chunk @c of block @bi, claimed, ahead of the walk. Direct: into
+ * the stream (@stats accumulates). Else copy it into a slot of the pool,
+ * drop its protection, queue the copy for the walk to write; with the pool
+ * full, wait for a slot if @wait, else return 0 (and the caller saves it
+ * otherwise). 1 when saved, -1 on error.
+ */
+static int copy_ahead(BgSnapshot *b, guint bi, uint64_t c, bool wait, RamStats *stats, GError **err)
+{
+    if (b->direct) {
+        bool ok = save_direct(b, bi, c, stats, err);
+        g_mutex_lock(&b->lock);
+        look_ahead(b, bi, c);
+        g_mutex_unlock(&b->lock);
+        return ok ? 1 : -1;
+    }
     uint64_t first;
     unsigned count;
     chunk_pages(b, bi, c, &first, &count);
@@ -358,7 +433,8 @@ static bool serve_faults(BgSnapshot *b, GError **err)
             if (!rb || !claim(b, bi, c)) {
                 continue;
             }
-            int saved = copy_ahead(b, bi, c, true, err);
+            RamStats written = { 0 };
+            int saved = copy_ahead(b, bi, c, true, &written, err);
             if (saved < 0) {
                 return false;
             }
@@ -369,6 +445,9 @@ static bool serve_faults(BgSnapshot *b, GError **err)
             unsigned count;
             chunk_pages(b, bi, c, &first, &count);
             g_mutex_lock(&b->lock);
+            b->fault_ram.pages += written.pages;
+            b->fault_ram.zero_pages += written.zero_pages;
+            b->fault_ram.bytes += written.bytes;
             b->stats.faults++;
             b->stats.fault_pages += count;
             b->stats.fault_max_us = MAX(b->stats.fault_max_us, g_get_monotonic_time() - read_us);
@@ -459,6 +538,10 @@ static bool drain_copies(BgSnapshot *b, GError **err)
     GQueue copies = b->copies;
     g_queue_init(&b->copies);
     GError *fault_error = g_steal_pointer(&b->fault_error);
+    b->ram->pages += b->fault_ram.pages;
+    b->ram->zero_pages += b->fault_ram.zero_pages;
+    b->ram->bytes += b->fault_ram.bytes;
+    b->fault_ram = (RamStats){ 0 };
     g_mutex_unlock(&b->lock);
     for (ChunkCopy *c; (c = g_queue_pop_head(&copies));) {
         write_pages(b, c->block, c->first, c->count, c->data);
@@ -482,6 +565,9 @@ static bool drain_copies(BgSnapshot *b, GError **err)
  */
 static bool walk_chunk(BgSnapshot *b, guint bi, uint64_t c, GError **err)
 {
+    if (b->direct) {
+        return save_direct(b, bi, c, b->ram, err);
+    }
     uint64_t first;
     unsigned count;
     if (chunk_pages(b, bi, c, &first, &count)) {
@@ -511,7 +597,7 @@ static bool walk_step(BgSnapshot *b, guint bi, uint64_t *c, GError **err)
     g_mutex_unlock(&b->lock);
     int saved = 0;
     if (ahead && claim(b, abi, ac)) {
-        saved = copy_ahead(b, abi, ac, false, err);
+        saved = copy_ahead(b, abi, ac, false, b->ram, err);
         if (!saved && !walk_chunk(b, abi, ac, err)) {
             return false;
         }
@@ -521,10 +607,8 @@ static bool walk_step(BgSnapshot *b, guint bi, uint64_t *c, GError **err)
     return saved >= 0 && drain_copies(b, err) && mig_writer_flush(b->w, err);
 }
 
-bool bgsnap_save(BgSnapshot *b, MigWriter *w, const BgSnapshotOps *ops, void *opaque, RamStats *ram,
-                 GError **err)
+bool bgsnap_save(BgSnapshot *b, const BgSnapshotOps *ops, void *opaque, RamStats *ram, GError **err)
 {
-    b->w = w;
     b->ram = ram;
     set_thread_nice(WALK_NICE);
     b->stop_fd = eventfd(0, EFD_CLOEXEC);
@@ -553,7 +637,7 @@ bool bgsnap_save(BgSnapshot *b, MigWriter *w, const BgSnapshotOps *ops, void *op
     }
     stop_fault_thread(b);
     /* Every chunk is claimed by now: what the fault thread copied last is all that is left. */
-    b->complete = ok && drain_copies(b, err) && mig_writer_flush(w, err);
+    b->complete = ok && drain_copies(b, err) && mig_writer_flush(b->w, err);
     return b->complete;
 }
 

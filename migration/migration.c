@@ -590,7 +590,7 @@ static gpointer snapshot_thread(gpointer p)
     Sender s = { .ms = ms, .w = w, .blocks = m->ram_blocks, .window_us = now_us() };
 
     mig_write_header(w, ms->fingerprint);
-    snap = bgsnap_new(m->ram_blocks, &err);
+    snap = bgsnap_new(m->ram_blocks, w, &err);
     g_mutex_lock(&m->lock);
     int64_t pause_start = now_us();
     ms->ops->stop(ms->opaque);
@@ -617,7 +617,7 @@ static gpointer snapshot_thread(gpointer p)
 
     if (ok) {
         set_status(ms, MIGRATION_STATUS_ACTIVE);
-        ok = bgsnap_save(snap, w, &snapshot_ops, &s, &s.ram, &err);
+        ok = bgsnap_save(snap, &snapshot_ops, &s, &s.ram, &err);
     }
     if (snap) {
         BgSnapshotStats st;

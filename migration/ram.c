@@ -196,10 +196,9 @@ void ram_save_pages(MigWriter *w, const RamBlock *block, uint64_t first, unsigne
     ram_write_section(w, block, first, count, kinds, &data, data.iov_len ? 1 : 0, stats);
 }
 
-/* ---- saving on threads ---- */
+/* ---- sections straight into a mapped stream ---- */
 
-typedef struct SaveJob {
-    RamSaver *saver;
+struct RamSectionOut {
     const RamBlock *block;
     uint64_t first;
     unsigned count;
@@ -207,11 +206,71 @@ typedef struct SaveJob {
     unsigned head_len; /* of its header, in @dst already */
     uint32_t crc;      /* of that header */
     uint8_t kinds[RAM_SECTION_PAGES];
-} SaveJob;
+};
+
+RamSectionOut *ram_section_open(MigWriter *w, const RamBlock *block, uint64_t first, unsigned count,
+                                const uint64_t *zero, RamStats *stats)
+{
+    g_assert(count <= RAM_SECTION_PAGES && (first + count) * RAM_PAGE_SIZE <= block->size);
+    RamSectionOut *o = g_new(RamSectionOut, 1);
+    *o = (RamSectionOut){ .block = block, .first = first, .count = count };
+    unsigned data = page_kinds(block, first, count, zero, o->kinds);
+    size_t len = RAM_HEAD_LEN + count + (size_t)data * RAM_PAGE_SIZE;
+    MigSectionHeader h;
+    o->crc = mig_section_begin(&h, MIG_SECTION_RAM, block->name, 0, RAM_SECTION_VERSION, len);
+    o->head_len = h.len;
+    o->dst = mig_writer_reserve(w, h.len + len + 4);
+    if (!o->dst) {
+        g_free(o);
+        return NULL;
+    }
+    memcpy(o->dst, h.bytes, h.len);
+    put_head(o->dst + h.len, first, count);
+    memcpy(o->dst + h.len + RAM_HEAD_LEN, o->kinds, count);
+    if (stats) {
+        stats->pages += count;
+        stats->zero_pages += count - data;
+        stats->bytes += len;
+    }
+    return o;
+}
+
+static uint8_t *section_payload(const RamSectionOut *o)
+{
+    return o->dst + o->head_len;
+}
+
+void ram_section_copy(RamSectionOut *o)
+{
+    uint8_t *p = section_payload(o) + RAM_HEAD_LEN + o->count;
+    for (unsigned i = 0; i < o->count; i++) {
+        if (o->kinds[i] == RAM_PAGE_DATA) {
+            page_copy(p, o->block->host + (o->first + i) * RAM_PAGE_SIZE, RAM_PAGE_SIZE);
+            p += RAM_PAGE_SIZE;
+        }
+    }
+}
+
+void ram_section_close(RamSectionOut *o)
+{
+    unsigned data = 0;
+    for (unsigned i = 0; i < o->count; i++) {
+        data += o->kinds[i] == RAM_PAGE_DATA;
+    }
+    uint8_t *payload = section_payload(o);
+    size_t len = RAM_HEAD_LEN + o->count + (size_t)data * RAM_PAGE_SIZE;
+    uint32_t crc = crc32c(o->crc, payload, len);
+    for (unsigned b = 0; b < 4; b++) {
+        payload[len + b] = crc >> (8 * b);
+    }
+    g_free(o);
+}
+
+/* ---- saving on threads ---- */
 
 struct RamSaver {
     MigWriter *w;
-    GThreadPool *pool; /* NULL: jobs run inline */
+    GThreadPool *pool; /* NULL: sections are copied inline */
     uint8_t *scratch;  /* a plain writer's copy of a section's pages */
     GMutex lock;
     GCond idle;
@@ -221,21 +280,9 @@ struct RamSaver {
 /* Copy a section's data pages from guest RAM into its room, then checksum the copy: what the CRC covers is what is sent. */
 static void save_job(gpointer data, gpointer user)
 {
-    SaveJob *j = data;
-    uint8_t *payload = j->dst + j->head_len;
-    uint8_t *p = payload + RAM_HEAD_LEN + j->count;
-    for (unsigned i = 0; i < j->count; i++) {
-        if (j->kinds[i] == RAM_PAGE_DATA) {
-            page_copy(p, j->block->host + (j->first + i) * RAM_PAGE_SIZE, RAM_PAGE_SIZE);
-            p += RAM_PAGE_SIZE;
-        }
-    }
-    uint32_t crc = crc32c(j->crc, payload, (size_t)(p - payload));
-    for (unsigned b = 0; b < 4; b++) {
-        p[b] = crc >> (8 * b);
-    }
-    RamSaver *s = j->saver;
-    g_free(j);
+    RamSaver *s = user;
+    ram_section_copy(data);
+    ram_section_close(data);
     g_mutex_lock(&s->lock);
     if (--s->pending == 0) {
         g_cond_broadcast(&s->idle);
@@ -253,7 +300,7 @@ RamSaver *ram_saver_new(MigWriter *w)
     if (!mig_writer_is_mapped(w)) {
         s->scratch = g_malloc(RAM_SECTION_BYTES);
     } else if (cpus > 1) {
-        s->pool = g_thread_pool_new(save_job, NULL, MIN(cpus, RAM_THREADS), TRUE, NULL);
+        s->pool = g_thread_pool_new(save_job, s, MIN(cpus, RAM_THREADS), TRUE, NULL);
     }
     return s;
 }
@@ -264,34 +311,17 @@ void ram_saver_add(RamSaver *s, const RamBlock *block, uint64_t first, unsigned 
         ram_save_pages(s->w, block, first, count, NULL, s->scratch, stats);
         return;
     }
-    g_assert(count <= RAM_SECTION_PAGES && (first + count) * RAM_PAGE_SIZE <= block->size);
-    SaveJob *j = g_new(SaveJob, 1);
-    *j = (SaveJob){ .saver = s, .block = block, .first = first, .count = count };
-    unsigned data = page_kinds(block, first, count, NULL, j->kinds);
-    size_t len = RAM_HEAD_LEN + count + (size_t)data * RAM_PAGE_SIZE;
-    MigSectionHeader h;
-    j->crc = mig_section_begin(&h, MIG_SECTION_RAM, block->name, 0, RAM_SECTION_VERSION, len);
-    j->head_len = h.len;
-    j->dst = mig_writer_reserve(s->w, h.len + len + 4);
-    if (!j->dst) {
-        g_free(j); /* the write error is the writer's, for its next flush */
-        return;
-    }
-    memcpy(j->dst, h.bytes, h.len);
-    put_head(j->dst + h.len, first, count);
-    memcpy(j->dst + h.len + RAM_HEAD_LEN, j->kinds, count);
-    if (stats) {
-        stats->pages += count;
-        stats->zero_pages += count - data;
-        stats->bytes += len;
+    RamSectionOut *o = ram_section_open(s->w, block, first, count, NULL, stats);
+    if (!o) {
+        return; /* the write error is the writer's, for its next flush */
     }
     g_mutex_lock(&s->lock);
     s->pending++;
     g_mutex_unlock(&s->lock);
     if (s->pool) {
-        g_thread_pool_push(s->pool, j, NULL);
+        g_thread_pool_push(s->pool, o, NULL);
     } else {
-        save_job(j, NULL);
+        save_job(o, s);
     }
 }
 

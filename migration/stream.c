@@ -32,7 +32,11 @@ struct MigWriter {
     uint8_t *map;
     size_t map_len;
     off_t map_off;
-    size_t end; /* bytes of the mapping the stream reaches so far */
+    off_t size_before;  /* the file's, which the stream never cuts */
+    GMutex lock;        /* for threads that reserve: the members from here, and @buf and @bytes */
+    size_t end;         /* bytes of the mapping the stream reaches so far */
+    size_t allocated;   /* of the mapping allocated in the file, maybe ahead of @end */
+    bool ended;         /* the end marker is in: the file is cut back to it on flush */
 };
 
 /* The current offset of @fd and its size, if it is a regular file (not a pipe, socket or device). */
@@ -74,6 +78,7 @@ static bool map_out(MigWriter *w)
     if (!regular_file_at(w->fd, &pos, &size) || fallocate(w->fd, 0, pos, 1) < 0) {
         return false;
     }
+    w->size_before = size;
     w->map_off = page_floor(pos);
     w->map_len = MAP_WINDOW;
     w->map = mmap(NULL, w->map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, w->fd, w->map_off);
@@ -81,7 +86,7 @@ static bool map_out(MigWriter *w)
         w->map = NULL;
         return false;
     }
-    w->end = (size_t)(pos - w->map_off);
+    w->end = w->allocated = (size_t)(pos - w->map_off);
     return true;
 }
 
@@ -90,6 +95,7 @@ MigWriter *mig_writer_new(int fd)
     MigWriter *w = g_new0(MigWriter, 1);
     w->fd = fd;
     w->buf = g_byte_array_sized_new(fd >= 0 ? WRITE_BUFFER : 4096);
+    g_mutex_init(&w->lock);
     if (fd >= 0) {
         map_out(w);
     }
@@ -103,11 +109,24 @@ void mig_writer_free(MigWriter *w)
             munmap(w->map, w->map_len);
         }
         g_byte_array_unref(w->buf);
+        g_mutex_clear(&w->lock);
         g_free(w);
     }
 }
 
-/* The next @len bytes of a mapped stream, allocated in the file; NULL after an error. */
+/* Allocate the mapping's first @upto bytes in the file; errno on failure. Lock held. */
+static int allocate(MigWriter *w, size_t upto)
+{
+    if (upto > w->allocated) {
+        if (fallocate(w->fd, 0, w->map_off + (off_t)w->allocated, (off_t)(upto - w->allocated)) < 0) {
+            return errno;
+        }
+        w->allocated = upto;
+    }
+    return 0;
+}
+
+/* The next @len bytes of a mapped stream, allocated in the file; NULL after an error. Lock held. */
 static uint8_t *take_room(MigWriter *w, size_t len)
 {
     if (w->error) {
@@ -117,8 +136,8 @@ static uint8_t *take_room(MigWriter *w, size_t len)
         w->error = EFBIG;
         return NULL;
     }
-    if (len && fallocate(w->fd, 0, w->map_off + (off_t)w->end, (off_t)len) < 0) {
-        w->error = errno;
+    w->error = allocate(w, w->end + len);
+    if (w->error) {
         return NULL;
     }
     uint8_t *p = w->map + w->end;
@@ -135,14 +154,22 @@ static void copy_out(uint8_t *dst, const void *src, size_t len)
     }
 }
 
+/* Buffered bytes into the mapped stream. Lock held. */
+static void drain_mapped(MigWriter *w)
+{
+    uint8_t *p = take_room(w, w->buf->len);
+    if (p) {
+        memcpy(p, w->buf->data, w->buf->len);
+    }
+    g_byte_array_set_size(w->buf, 0);
+}
+
 static void drain(MigWriter *w)
 {
     if (w->map) {
-        uint8_t *p = take_room(w, w->buf->len);
-        if (p) {
-            memcpy(p, w->buf->data, w->buf->len);
-        }
-        g_byte_array_set_size(w->buf, 0);
+        g_mutex_lock(&w->lock);
+        drain_mapped(w);
+        g_mutex_unlock(&w->lock);
         return;
     }
     size_t done = 0;
@@ -168,9 +195,21 @@ bool mig_writer_is_mapped(const MigWriter *w)
 uint8_t *mig_writer_reserve(MigWriter *w, size_t len)
 {
     g_assert(w->map);
-    drain(w);
+    g_mutex_lock(&w->lock);
+    drain_mapped(w);
     w->bytes += len;
-    return take_room(w, len);
+    uint8_t *p = take_room(w, len);
+    g_mutex_unlock(&w->lock);
+    return p;
+}
+
+uint8_t *mig_writer_allocate(MigWriter *w, size_t ahead)
+{
+    g_assert(w->map);
+    g_mutex_lock(&w->lock);
+    uint8_t *p = !w->error && !allocate(w, MIN(w->end + ahead, w->map_len)) ? w->map + w->end : NULL;
+    g_mutex_unlock(&w->lock);
+    return p;
 }
 
 static void put(MigWriter *w, const void *p, size_t len)
@@ -205,7 +244,9 @@ static void put_direct(MigWriter *w, struct iovec *iov, unsigned n)
         for (unsigned i = 0; i < n; i++) {
             len += iov[i].iov_len;
         }
+        g_mutex_lock(&w->lock);
         uint8_t *p = take_room(w, len);
+        g_mutex_unlock(&w->lock);
         for (unsigned i = 0; p && i < n; p += iov[i].iov_len, i++) {
             copy_out(p, iov[i].iov_base, iov[i].iov_len);
         }
@@ -341,6 +382,7 @@ void mig_write_end(MigWriter *w)
     g_autoptr(GByteArray) rec = g_byte_array_new();
     put_le(rec, MIG_SECTION_END, 1);
     put_record(w, rec, NULL, 0);
+    w->ended = true;
 }
 
 bool mig_writer_flush(MigWriter *w, GError **err)
@@ -348,9 +390,20 @@ bool mig_writer_flush(MigWriter *w, GError **err)
     if (w->fd >= 0) {
         drain(w);
     }
-    if (w->error) {
+    g_mutex_lock(&w->lock);
+    off_t keep = MAX(w->map_off + (off_t)w->end, w->size_before);
+    if (w->map && w->ended && !w->error && w->map_off + (off_t)w->allocated > keep) {
+        /* What was allocated ahead and not written goes: the file ends where the stream does. */
+        if (ftruncate(w->fd, keep) < 0) {
+            w->error = errno;
+        }
+        w->allocated = w->end;
+    }
+    int error = w->error;
+    g_mutex_unlock(&w->lock);
+    if (error) {
         g_set_error(err, VIREO_ERROR, VIREO_ERROR_FAILED, "writing the migration stream failed: %s",
-                    g_strerror(w->error));
+                    g_strerror(error));
         return false;
     }
     return true;
@@ -358,7 +411,11 @@ bool mig_writer_flush(MigWriter *w, GError **err)
 
 uint64_t mig_writer_bytes(const MigWriter *w)
 {
-    return w->bytes;
+    GMutex *lock = (GMutex *)&w->lock; /* threads may be reserving */
+    g_mutex_lock(lock);
+    uint64_t bytes = w->bytes;
+    g_mutex_unlock(lock);
+    return bytes;
 }
 
 GBytes *mig_writer_data(MigWriter *w)

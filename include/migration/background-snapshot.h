@@ -12,8 +12,11 @@
  * 2 MiB at a time. Each such chunk is taken on by one of the two (an
  * atomic bit), copied, and its protection dropped right after, which wakes
  * the writer that waited for it: a vCPU waits for a copy of its chunk,
- * never for the disk or for a lock. The walk checksums and writes out its copies and the fault
- * thread's (a bounded queue).
+ * never for the disk or for a lock. Into a regular file (a mapped writer)
+ * both copy straight into the stream, with a third thread faulting in the
+ * file ahead of it; otherwise the fault thread copies into a pool faulted
+ * in before the pause, and the walk checksums and writes out its copies
+ * and the fault thread's (a bounded queue).
  *
  * Anything that writes guest RAM, vCPUs and Vireo's own devices alike,
  * waits in the kernel on a protected page until the engine has saved it;
@@ -47,18 +50,19 @@ typedef struct BgSnapshotStats {
  */
 bool bgsnap_supported(GError **err);
 /*
- * Get ready to snapshot @blocks (RamBlock): register them with userfaultfd
- * (outside the pause; they stay registered, see background-snapshot.c).
+ * Get ready to snapshot @blocks (RamBlock) to @w: register them with
+ * userfaultfd (outside the pause; they stay registered, see
+ * background-snapshot.c), and for a writer that is not mapped fault in the
+ * pool of copies.
  */
-BgSnapshot *bgsnap_new(GPtrArray *blocks, GError **err);
+BgSnapshot *bgsnap_new(GPtrArray *blocks, MigWriter *w, GError **err);
 /* The instant of the snapshot: protect the blocks. Nothing may write them during the call. */
 bool bgsnap_begin(BgSnapshot *b, GError **err);
 /*
  * Write every page as it was at bgsnap_begin to @w as RAM sections,
  * serving write faults as they come. Fails on a write error or cancel.
  */
-bool bgsnap_save(BgSnapshot *b, MigWriter *w, const BgSnapshotOps *ops, void *opaque, RamStats *ram,
-                 GError **err);
+bool bgsnap_save(BgSnapshot *b, const BgSnapshotOps *ops, void *opaque, RamStats *ram, GError **err);
 void bgsnap_stats(BgSnapshot *b, BgSnapshotStats *stats);
 /* Drop every protection left (waking whoever waits on one) and free. */
 void bgsnap_end(BgSnapshot *b);

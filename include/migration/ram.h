@@ -71,6 +71,23 @@ void ram_untouched_pages(const uint8_t *host, uint64_t pages, uint64_t *untouche
 /* Write every page of @blocks (RamBlock). */
 void ram_save_all(MigWriter *w, GPtrArray *blocks, RamStats *stats);
 
+/*
+ * A RAM section written straight into a mapped writer's room
+ * (mig_writer_is_mapped), in steps, from any thread: ram_section_open
+ * finds the pages' kinds (pages set in @zero, a bit per page of the block,
+ * are zero without looking; NULL: the pages the process never touched
+ * are) and takes the room, NULL after a write error (the writer's, for its
+ * next flush); ram_section_copy copies the data pages from guest RAM;
+ * ram_section_close checksums the copy and frees. The section holds each
+ * page as it was at open (zero) or at the copy (data): a running guest's
+ * writes meanwhile are the dirty log's to send again.
+ */
+typedef struct RamSectionOut RamSectionOut;
+RamSectionOut *ram_section_open(MigWriter *w, const RamBlock *block, uint64_t first, unsigned count,
+                                const uint64_t *zero, RamStats *stats);
+void ram_section_copy(RamSectionOut *o);
+void ram_section_close(RamSectionOut *o);
+
 /* Threads at most, to save or load RAM: one per CPU up to this. */
 #define RAM_THREADS 4
 /*

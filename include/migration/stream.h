@@ -60,6 +60,15 @@ void mig_write_end(MigWriter *w);
  */
 bool mig_writer_is_mapped(const MigWriter *w);
 uint8_t *mig_writer_reserve(MigWriter *w, size_t len);
+/*
+ * A mapped stream's next @ahead bytes (a size known roughly), allocated
+ * in the file in one go: where they are mapped, for the caller to fault
+ * in before threads reserve there (the kernel clears each new page, which
+ * then need not happen under a vCPU waiting for a copy); NULL if there is
+ * no room. What the stream does not use is cut off after its end marker
+ * (mig_write_end).
+ */
+uint8_t *mig_writer_allocate(MigWriter *w, size_t ahead);
 /* Push buffered bytes out; false with the first write error (sticky) naming the channel. */
 bool mig_writer_flush(MigWriter *w, GError **err);
 uint64_t mig_writer_bytes(const MigWriter *w);

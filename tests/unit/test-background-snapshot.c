@@ -1,12 +1,15 @@
 /*
  * The background snapshot engine on plain memory: a thread rewrites every
  * page while the engine saves, and the stream must hold the memory exactly
- * as it was at bgsnap_begin.
+ * as it was at bgsnap_begin, in memory (through the pool of copies) and in
+ * a file (copied straight into it).
  */
 #include "migration/background-snapshot.h"
 #include "util/error.h"
+#include <glib/gstdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 enum { PAGES = 8192, TOUCHED = 4096 }; /* 16 of the engine's 2 MiB chunks, half of them touched */
 
@@ -81,9 +84,12 @@ typedef struct Fixture {
     RamBlock block;
     GPtrArray *blocks;
     BgSnapshot *snap;
+    MigWriter *w;
+    char *path; /* the stream's file, or NULL: in memory */
+    int fd;
 } Fixture;
 
-static bool setup(Fixture *f)
+static bool setup(Fixture *f, bool to_file)
 {
     if (!host_can()) {
         return false;
@@ -92,7 +98,12 @@ static bool setup(Fixture *f)
     f->blocks = g_ptr_array_new();
     g_ptr_array_add(f->blocks, &f->block);
     g_autoptr(GError) err = NULL;
-    f->snap = bgsnap_new(f->blocks, &err);
+    f->path = NULL;
+    f->fd = to_file ? g_file_open_tmp("vireo-bgsnap-XXXXXX", &f->path, &err) : -1;
+    g_assert_no_error(err);
+    f->w = mig_writer_new(f->fd);
+    g_assert_true(mig_writer_is_mapped(f->w) == to_file);
+    f->snap = bgsnap_new(f->blocks, f->w, &err);
     g_assert_no_error(err);
     g_assert_true(bgsnap_begin(f->snap, &err));
     g_assert_no_error(err);
@@ -101,14 +112,35 @@ static bool setup(Fixture *f)
 
 static void teardown(Fixture *f)
 {
+    mig_writer_free(f->w);
+    if (f->path) {
+        close(f->fd);
+        g_unlink(f->path);
+        g_free(f->path);
+    }
     munmap(f->block.host, PAGES * RAM_PAGE_SIZE);
     g_ptr_array_unref(f->blocks);
 }
 
-static void test_one_point_in_time(void)
+/* The stream written so far, ended. */
+static GBytes *stream_data(Fixture *f)
+{
+    mig_write_end(f->w);
+    if (!f->path) {
+        return mig_writer_data(f->w);
+    }
+    g_autoptr(GError) err = NULL;
+    g_assert_true(mig_writer_flush(f->w, &err));
+    char *data;
+    gsize len;
+    g_assert_true(g_file_get_contents(f->path, &data, &len, &err));
+    return g_bytes_new_take(data, len);
+}
+
+static void one_point_in_time(bool to_file)
 {
     Fixture f;
-    if (!setup(&f)) {
+    if (!setup(&f, to_file)) {
         return;
     }
     uint8_t *mem = f.block.host;
@@ -117,10 +149,9 @@ static void test_one_point_in_time(void)
 
     Writer wr = { .mem = mem };
     GThread *t = g_thread_new("writer", writer, &wr);
-    g_autoptr(MigWriter) w = mig_writer_new(-1);
     RamStats ram = { 0 };
     Pacer pacer = { 0 };
-    g_assert_true(bgsnap_save(snap, w, &pacer_ops, &pacer, &ram, &err));
+    g_assert_true(bgsnap_save(snap, &pacer_ops, &pacer, &ram, &err));
     g_assert_no_error(err);
     BgSnapshotStats stats;
     bgsnap_stats(snap, &stats);
@@ -136,8 +167,7 @@ static void test_one_point_in_time(void)
                    stats.fault_pages);
 
     /* Loaded, the stream is the memory at bgsnap_begin: the first pass's pages, the rest zero. */
-    mig_write_end(w);
-    g_autoptr(GBytes) data = mig_writer_data(w);
+    g_autoptr(GBytes) data = stream_data(&f);
     g_autofree uint8_t *dst = g_malloc0(PAGES * RAM_PAGE_SIZE);
     RamBlock to = { "pc.ram", dst, PAGES * RAM_PAGE_SIZE };
     g_autoptr(GPtrArray) to_blocks = g_ptr_array_new();
@@ -149,6 +179,9 @@ static void test_one_point_in_time(void)
         mig_section_clear(&sec);
     }
     g_assert_no_error(err);
+    g_assert_cmpint(sec.kind, ==, MIG_SECTION_END);
+    mig_section_clear(&sec);
+    g_assert_cmpuint(mig_reader_bytes(r), ==, g_bytes_get_size(data)); /* nothing after the end */
     g_autofree uint8_t *want = g_malloc0(RAM_PAGE_SIZE);
     for (uint64_t i = 0; i < PAGES; i++) {
         memset(want, 0, RAM_PAGE_SIZE);
@@ -162,20 +195,29 @@ static void test_one_point_in_time(void)
     teardown(&f);
 }
 
+static void test_one_point_in_time(void)
+{
+    one_point_in_time(false);
+}
+
+static void test_one_point_in_time_file(void)
+{
+    one_point_in_time(true);
+}
+
 /* A cancel midway fails the save, and bgsnap_end leaves nothing protected. */
 static void test_cancel(void)
 {
     Fixture f;
-    if (!setup(&f)) {
+    if (!setup(&f, false)) {
         return;
     }
     uint8_t *mem = f.block.host;
     BgSnapshot *snap = f.snap;
     g_autoptr(GError) err = NULL;
-    g_autoptr(MigWriter) w = mig_writer_new(-1);
     RamStats ram = { 0 };
     Pacer pacer = { .cancel_after = 4 };
-    g_assert_false(bgsnap_save(snap, w, &pacer_ops, &pacer, &ram, &err));
+    g_assert_false(bgsnap_save(snap, &pacer_ops, &pacer, &ram, &err));
     g_assert_error(err, VIREO_ERROR, VIREO_ERROR_FAILED);
     g_assert_cmpuint(ram.pages, <, PAGES);
     bgsnap_end(snap);
@@ -194,6 +236,7 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/background-snapshot/one-point-in-time", test_one_point_in_time);
+    g_test_add_func("/background-snapshot/one-point-in-time-file", test_one_point_in_time_file);
     g_test_add_func("/background-snapshot/cancel", test_cancel);
     return g_test_run();
 }
