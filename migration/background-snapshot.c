@@ -24,9 +24,10 @@
 #define CHUNK_BYTES ((size_t)CHUNK_PAGES * RAM_PAGE_SIZE)
 #define FAULT_BATCH 64
 /*
- * Room for the chunks copied ahead of the walk and not written yet: half
- * of RAM, within these bounds (a guest rewriting a quarter of its RAM made
- * 290 MiB of faults, and a full pool makes a fault wait for a write).
+ * To a pipe or socket (a writer that is not mapped), room for the chunks
+ * copied ahead of the walk and not written yet: half of RAM, within these
+ * bounds (a guest rewriting a quarter of its RAM made 290 MiB of faults,
+ * and a full pool makes a fault wait for a write).
  * Copying into new memory runs at the speed of the kernel clearing it
  * (210 MiB/s a thread in the test rig, against 1300 MiB/s into memory in
  * use), and a guest rewriting its memory faults on most of its hot chunks
