@@ -446,9 +446,7 @@ static bool serve_faults(BgSnapshot *b, GError **err)
             unsigned count;
             chunk_pages(b, bi, c, &first, &count);
             g_mutex_lock(&b->lock);
-            b->fault_ram.pages += written.pages;
-            b->fault_ram.zero_pages += written.zero_pages;
-            b->fault_ram.bytes += written.bytes;
+            ram_stats_add(&b->fault_ram, written.pages, written.zero_pages, written.bytes);
             b->stats.faults++;
             b->stats.fault_pages += count;
             b->stats.fault_max_us = MAX(b->stats.fault_max_us, g_get_monotonic_time() - read_us);
@@ -539,9 +537,7 @@ static bool drain_copies(BgSnapshot *b, GError **err)
     GQueue copies = b->copies;
     g_queue_init(&b->copies);
     GError *fault_error = g_steal_pointer(&b->fault_error);
-    b->ram->pages += b->fault_ram.pages;
-    b->ram->zero_pages += b->fault_ram.zero_pages;
-    b->ram->bytes += b->fault_ram.bytes;
+    ram_stats_add(b->ram, b->fault_ram.pages, b->fault_ram.zero_pages, b->fault_ram.bytes);
     b->fault_ram = (RamStats){ 0 };
     g_mutex_unlock(&b->lock);
     for (ChunkCopy *c; (c = g_queue_pop_head(&copies));) {

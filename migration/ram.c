@@ -145,11 +145,7 @@ void ram_write_section(MigWriter *w, const RamBlock *block, uint64_t first, unsi
         iov[2 + i] = data[i];
     }
     mig_section_write(w, &h, iov, 2 + n, crc);
-    if (stats) {
-        stats->pages += count;
-        stats->zero_pages += count - data_len / RAM_PAGE_SIZE;
-        stats->bytes += len;
-    }
+    ram_stats_add(stats, count, count - data_len / RAM_PAGE_SIZE, len);
 }
 
 /* The kind of each page of [first, first + count) into @kinds; the number of data pages. */
@@ -227,11 +223,7 @@ RamSectionOut *ram_section_open(MigWriter *w, const RamBlock *block, uint64_t fi
     memcpy(o->dst, h.bytes, h.len);
     put_head(o->dst + h.len, first, count);
     memcpy(o->dst + h.len + RAM_HEAD_LEN, o->kinds, count);
-    if (stats) {
-        stats->pages += count;
-        stats->zero_pages += count - data;
-        stats->bytes += len;
-    }
+    ram_stats_add(stats, count, count - data, len);
     return o;
 }
 
@@ -438,10 +430,7 @@ bool ram_load_section(MigReader *r, const MigSection *s, GPtrArray *blocks, RamS
     if (!mig_read_payload_iov(r, s, iov, n, err) || !mig_read_section_end(r, s, err)) {
         return false;
     }
-    if (stats) {
-        stats->pages += count;
-        stats->zero_pages += count - data;
-    }
+    ram_stats_add(stats, count, count - data, 0);
     return true;
 }
 
@@ -486,8 +475,7 @@ static gpointer loader_thread(gpointer p)
         GError *err = NULL;
         bool ok = g_atomic_int_get(&l->failed) || ram_load_section(job->r, &job->s, l->blocks, &stats, &err);
         g_mutex_lock(&l->lock);
-        l->stats.pages += stats.pages;
-        l->stats.zero_pages += stats.zero_pages;
+        ram_stats_add(&l->stats, stats.pages, stats.zero_pages, 0);
         if (!ok && (!l->error || job->offset < l->error_offset)) {
             g_clear_error(&l->error);
             l->error = g_steal_pointer(&err);
@@ -585,10 +573,7 @@ bool ram_loader_finish(RamLoader *l, RamStats *stats, GError **err)
     if (!ok) {
         g_propagate_error(err, g_steal_pointer(&l->error));
     }
-    if (stats) {
-        stats->pages += l->stats.pages;
-        stats->zero_pages += l->stats.zero_pages;
-    }
+    ram_stats_add(stats, l->stats.pages, l->stats.zero_pages, 0);
     g_mutex_clear(&l->lock);
     g_cond_clear(&l->idle);
     g_free(l);

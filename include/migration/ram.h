@@ -41,6 +41,16 @@ typedef struct RamStats {
     uint64_t pages, zero_pages, bytes;
 } RamStats;
 
+/* Count into @stats (may be NULL). */
+static inline void ram_stats_add(RamStats *stats, uint64_t pages, uint64_t zero_pages, uint64_t bytes)
+{
+    if (stats) {
+        stats->pages += pages;
+        stats->zero_pages += zero_pages;
+        stats->bytes += bytes;
+    }
+}
+
 /* A page's kind in a RAM section. */
 enum { RAM_PAGE_ZERO = 0, RAM_PAGE_DATA = 1 };
 
