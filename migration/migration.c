@@ -18,7 +18,7 @@
 #define DEFAULT_DOWNTIME_LIMIT_MS 300
 #define MAX_DOWNTIME_LIMIT_MS 2000000
 #define RATE_WINDOW_US 100000
-/* Sections handed to the RAM saver's threads between two waits for them, with no bandwidth limit. */
+/* Sections handed to the RAM saver between two updates of the stats (and pacing checks), with no bandwidth limit. */
 #define SAVE_BATCH 32
 
 static const char *const status_names[] = {
@@ -297,10 +297,18 @@ static void update_ram_stats(Sender *s)
     g_mutex_unlock(&s->ms->mutex);
 }
 
-/* Every section handed to the saver in the stream, pushed out, counted. */
-static bool sync_saver(Sender *s, GError **err)
+/*
+ * What is buffered pushed out and counted; with @wait, every section
+ * handed to the saver complete in the stream first. In between, the
+ * saver's threads work on while more sections are added (bytes count
+ * when their room is taken): waiting after every batch left them idle
+ * while the next was prepared.
+ */
+static bool sync_saver(Sender *s, bool wait, GError **err)
 {
-    ram_saver_wait(s->saver);
+    if (wait) {
+        ram_saver_wait(s->saver);
+    }
     if (!mig_writer_flush(s->w, err)) {
         return false;
     }
@@ -339,13 +347,12 @@ static bool send_marked(Sender *s, bool limited, GError **err)
                 g_set_error(err, VIREO_ERROR, VIREO_ERROR_FAILED, "cancelled");
                 return false;
             }
-            /* Unlimited, the saver's threads get sections to work on together. */
             bool paced = limited && __atomic_load_n(&s->ms->max_bandwidth, __ATOMIC_RELAXED);
             if (++batch < (paced ? 1 : SAVE_BATCH)) {
                 continue;
             }
             batch = 0;
-            if (!sync_saver(s, err)) {
+            if (!sync_saver(s, false, err)) {
                 return false;
             }
             for (int64_t wait; limited && (wait = rate_wait_us(s)) > 0;) {
@@ -353,7 +360,7 @@ static bool send_marked(Sender *s, bool limited, GError **err)
             }
         }
     }
-    return sync_saver(s, err);
+    return sync_saver(s, true, err);
 }
 
 static bool save_devices(Migration *ms, MigWriter *w, GError **err)
