@@ -145,15 +145,6 @@ static uint8_t *take_room(MigWriter *w, size_t len)
     return p;
 }
 
-static void copy_out(uint8_t *dst, const void *src, size_t len)
-{
-    if (len % 128 == 0) {
-        page_copy(dst, src, len);
-    } else {
-        memcpy(dst, src, len);
-    }
-}
-
 /* Buffered bytes into the mapped stream. Lock held. */
 static void drain_mapped(MigWriter *w)
 {
@@ -248,7 +239,7 @@ static void put_direct(MigWriter *w, struct iovec *iov, unsigned n)
         uint8_t *p = take_room(w, len);
         g_mutex_unlock(&w->lock);
         for (unsigned i = 0; p && i < n; p += iov[i].iov_len, i++) {
-            copy_out(p, iov[i].iov_base, iov[i].iov_len);
+            buffer_copy(p, iov[i].iov_base, iov[i].iov_len);
         }
         return;
     }

@@ -123,17 +123,20 @@ __attribute__((target("pclmul"))) static uint32_t crc32c_clmul_copy(uint32_t crc
         __m128i x[4], next[4];
         load4(x, p, dst);
         x[0] = _mm_xor_si128(x[0], _mm_cvtsi32_si128((int)crc));
-        for (p += 64, dst = dst ? dst + 64 : NULL, len -= 64; len >= 64; p += 64, len -= 64) {
-            load4(next, p, dst);
+        size_t done = 64;
+        for (; len - done >= 64; done += 64) {
+            load4(next, p + done, dst ? dst + done : NULL);
             for (int i = 0; i < 4; i++) {
                 x[i] = fold(x[i], k512, next[i]);
             }
-            dst = dst ? dst + 64 : NULL;
         }
         __m128i all = fold(fold(fold(x[0], k128, x[1]), k128, x[2]), k128, x[3]);
         uint8_t state[16];
         _mm_storeu_si128((__m128i *)state, all);
         crc = crc32c_tables(0, state, sizeof(state));
+        p += done;
+        dst = dst ? dst + done : NULL;
+        len -= done;
     }
     /* The tail, under 64 bytes, of the copy (@p may be changing). */
     if (dst) {
@@ -241,10 +244,6 @@ uint32_t crc32c_copy(uint32_t crc, void *dst, const void *src, size_t len)
         return ~crc32c_clmul_copy(~crc, dst, src, len);
     }
 #endif
-    if (len % 128 == 0) {
-        page_copy(dst, src, len);
-    } else {
-        memcpy(dst, src, len);
-    }
+    buffer_copy(dst, src, len);
     return crc32c(crc, dst, len);
 }

@@ -50,3 +50,12 @@ void page_copy(void *dst, const void *src, size_t len)
     memcpy(dst, src, len);
 }
 #endif
+
+void buffer_copy(void *dst, const void *src, size_t len)
+{
+    if (len % 128 == 0) {
+        page_copy(dst, src, len);
+    } else {
+        memcpy(dst, src, len);
+    }
+}

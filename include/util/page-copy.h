@@ -9,3 +9,5 @@
 
 /* Copy @len bytes (a multiple of 128) between non-overlapping buffers. */
 void page_copy(void *dst, const void *src, size_t len);
+/* Any length: page_copy where @len allows, memcpy for the odd rest of a stream's small records. */
+void buffer_copy(void *dst, const void *src, size_t len);
