@@ -37,8 +37,11 @@ import time
 from qemu.qmp import EventListener, QMPClient
 
 BOOT_TIMEOUT = 180
-STEP_TIMEOUT = 300
-MIGRATE_TIMEOUT = 240
+# A test whose whole run is shorter sets VIREO_STEP_TIMEOUT below the rig's
+# limit, so that a step that stops reports which side stopped (diagnose).
+STEP_TIMEOUT = int(os.environ.get("VIREO_STEP_TIMEOUT", 300))
+MIGRATE_TIMEOUT = min(240, STEP_TIMEOUT)
+QMP_TIMEOUT = 60  # for one command's answer
 REGION = 64 << 20  # memcheck -s 64 (migration-debian.sh)
 LIVE_PORT, CANCEL_PORT = 44461, 44462
 GEN = re.compile(r"^memcheck: gen=(\d+) writes=(\d+) ok\r?$", re.M)
@@ -107,7 +110,27 @@ class VM:
             print(f"  {self.name}: event {ev['event']} {ev.get('data', {})}", flush=True)
 
     async def execute(self, cmd, **args):
-        return await self.qmp.execute(cmd, args or None)
+        try:
+            return await asyncio.wait_for(self.qmp.execute(cmd, args or None), QMP_TIMEOUT)
+        except asyncio.TimeoutError:
+            print(f"  {self.name}: no answer to {cmd} after {QMP_TIMEOUT}s", flush=True)
+            self.threads()
+            raise
+
+    def threads(self):
+        """What each of the VMM's threads waits in (the rig runs jobs as root): a vCPU
+        in handle_userfault waits for the snapshot engine, a main loop in a lock for a thread."""
+        if not self.alive():
+            return
+        task = f"/proc/{self.proc.pid}/task"
+        for tid in sorted(os.listdir(task), key=int):
+            try:
+                comm = open(f"{task}/{tid}/comm").read().strip()
+                state = open(f"{task}/{tid}/stat").read().rsplit(")", 1)[1].split()[0]
+                stack = [line.split()[-1] for line in open(f"{task}/{tid}/stack").read().splitlines()[:6]]
+            except OSError:
+                continue
+            print(f"  {self.name}: thread {tid} {comm} {state} {' < '.join(stack)}", flush=True)
 
     async def status(self):
         return (await self.execute("query-status"))["status"]
@@ -149,7 +172,8 @@ class VM:
 
     async def diagnose(self):
         """Where the vCPU is, for a guest that stopped making progress (a VMM
-        without human-monitor-command just says so), and the rig's kernel log."""
+        without human-monitor-command just says so), its threads, and the rig's kernel log."""
+        self.threads()
         for _ in range(3):
             try:
                 regs = await self.execute("human-monitor-command", **{"command-line": "info registers"})

@@ -56,7 +56,8 @@ async def wait_job(vm, job_id):
             print(f"  {job_id}: {jobs[0]}", flush=True)
             return jobs[0]
         await asyncio.sleep(0.3)
-    check(False, f"{job_id}: the job concluded")
+    check(False, f"{job_id}: the job concluded within {md.MIGRATE_TIMEOUT}s")
+    await vm.diagnose()
     return {}
 
 
