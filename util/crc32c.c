@@ -39,22 +39,40 @@ static void build_tables(void)
     }
 }
 
-static uint32_t crc32c_tables(uint32_t crc, const uint8_t *p, size_t len)
+/* With @dst, each 8 bytes go there as they are read, and the CRC is of the copy. */
+static inline __attribute__((always_inline)) uint32_t tables_copy(uint32_t crc, uint8_t *dst, const uint8_t *p,
+                                                                  size_t len)
 {
-    while (len >= 8) {
+    for (; len >= 8; p += 8, len -= 8) {
         uint64_t v;
         memcpy(&v, p, 8);
+        if (dst) {
+            memcpy(dst, &v, 8);
+            dst += 8;
+        }
         v = GUINT64_FROM_LE(v) ^ crc;
         crc = table[7][v & 0xff] ^ table[6][(v >> 8) & 0xff] ^ table[5][(v >> 16) & 0xff] ^
               table[4][(v >> 24) & 0xff] ^ table[3][(v >> 32) & 0xff] ^ table[2][(v >> 40) & 0xff] ^
               table[1][(v >> 48) & 0xff] ^ table[0][v >> 56];
-        p += 8;
-        len -= 8;
     }
-    while (len--) {
-        crc = table[0][(crc ^ *p++) & 0xff] ^ (crc >> 8);
+    for (; len; p++, len--) {
+        uint8_t b = *p;
+        if (dst) {
+            *dst++ = b;
+        }
+        crc = table[0][(crc ^ b) & 0xff] ^ (crc >> 8);
     }
     return crc;
+}
+
+static uint32_t crc32c_tables(uint32_t crc, const uint8_t *p, size_t len)
+{
+    return tables_copy(crc, NULL, p, len);
+}
+
+static uint32_t crc32c_tables_copy(uint32_t crc, uint8_t *dst, const uint8_t *p, size_t len)
+{
+    return tables_copy(crc, dst, p, len);
 }
 
 #if defined(__x86_64__)
@@ -239,8 +257,12 @@ uint32_t crc32c(uint32_t crc, const void *buf, size_t len)
 
 uint32_t crc32c_copy(uint32_t crc, void *dst, const void *src, size_t len)
 {
+    Crc32cFn fn = chosen();
+    if (fn == crc32c_tables) {
+        return ~crc32c_tables_copy(~crc, dst, src, len);
+    }
 #if defined(__x86_64__)
-    if (chosen() == crc32c_clmul) {
+    if (fn == crc32c_clmul) {
         return ~crc32c_clmul_copy(~crc, dst, src, len);
     }
 #endif
