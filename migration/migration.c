@@ -312,6 +312,7 @@ static bool sync_saver(Sender *s, bool wait, GError **err)
     if (!mig_writer_flush(s->w, err)) {
         return false;
     }
+    ram_saver_take_stats(s->saver, &s->ram);
     update_ram_stats(s);
     return true;
 }
@@ -342,7 +343,7 @@ static bool send_marked(Sender *s, bool limited, GError **err)
             if (lo == UINT64_MAX) {
                 continue;
             }
-            ram_saver_add(s->saver, b, lo, (unsigned)(hi - lo + 1), &s->ram);
+            ram_saver_add(s->saver, b, lo, (unsigned)(hi - lo + 1));
             if (cancelled(s->ms)) {
                 g_set_error(err, VIREO_ERROR, VIREO_ERROR_FAILED, "cancelled");
                 return false;

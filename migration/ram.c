@@ -12,6 +12,7 @@
 #include "compat/linux-uapi.h"
 #include <fcntl.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -279,6 +280,14 @@ void ram_section_close(RamSectionOut *o)
 
 void ram_section_fill(RamSectionOut *o)
 {
+    /*
+     * The room faulted in with one call rather than a fault a page (a save
+     * of 602 MiB in the test rig: 3.3 s against 3.9, medians of 4 runs
+     * each, alternated). Only a hint: where it fails, the copy faults the
+     * pages in.
+     */
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), start = (uintptr_t)o->dst / page * page;
+    madvise((void *)start, (uintptr_t)(section_payload(o) + o->len + 4) - start, MADV_POPULATE_WRITE);
     uint32_t crc = crc32c(o->crc, section_payload(o), RAM_HEAD_LEN + o->count);
     copy_pages(o, &crc);
     seal(o, crc);
@@ -286,23 +295,51 @@ void ram_section_fill(RamSectionOut *o)
 
 /* ---- saving on threads ---- */
 
+/*
+ * Sections queued at most, per thread: enough that a thread never waits
+ * for the next, few enough that the bytes counted (at a section's room
+ * taken) trail what was added by a few MiB, for max-bandwidth.
+ */
+#define SAVER_QUEUE 4
+
 struct RamSaver {
     MigWriter *w;
-    GThreadPool *pool; /* NULL: sections are copied inline */
+    GThreadPool *pool; /* NULL: sections are saved inline */
+    unsigned limit;    /* of @pending */
     uint8_t *scratch;  /* a plain writer's copy of a section's pages */
     GMutex lock;
-    GCond idle;
-    unsigned pending;
+    GCond done;        /* a section is complete */
+    unsigned pending;  /* sections added and not complete */
+    RamStats stats;    /* of the sections saved, for ram_saver_take_stats */
 };
 
+typedef struct SaveJob {
+    const RamBlock *block;
+    uint64_t first;
+    unsigned count;
+} SaveJob;
+
+/*
+ * A whole section on a thread, its pages' kinds included (a read of every
+ * page the process has touched): in a single thread ahead of the copies
+ * that was a quarter of a 1 GiB save in the test rig, and the copying
+ * threads waited for it. Sections of one pass never share a page, so
+ * their order in the stream does not matter (ram_saver_wait between passes).
+ */
 static void save_job(gpointer data, gpointer user)
 {
+    SaveJob *j = data;
     RamSaver *s = user;
-    ram_section_fill(data);
-    g_mutex_lock(&s->lock);
-    if (--s->pending == 0) {
-        g_cond_broadcast(&s->idle);
+    RamStats stats = { 0 };
+    RamSectionOut *o = ram_section_open(s->w, j->block, j->first, j->count, NULL, &stats);
+    if (o) {
+        ram_section_fill(o);
     }
+    g_free(j);
+    g_mutex_lock(&s->lock);
+    ram_stats_add(&s->stats, stats.pages, stats.zero_pages, stats.bytes);
+    s->pending--;
+    g_cond_broadcast(&s->done);
     g_mutex_unlock(&s->lock);
 }
 
@@ -311,42 +348,60 @@ RamSaver *ram_saver_new(MigWriter *w)
     RamSaver *s = g_new0(RamSaver, 1);
     s->w = w;
     g_mutex_init(&s->lock);
-    g_cond_init(&s->idle);
+    g_cond_init(&s->done);
     unsigned cpus = g_get_num_processors();
     if (!mig_writer_is_mapped(w)) {
         s->scratch = g_malloc(RAM_SECTION_BYTES);
     } else if (cpus > 1) {
-        s->pool = g_thread_pool_new(save_job, s, MIN(cpus, RAM_THREADS), TRUE, NULL);
+        unsigned threads = MIN(cpus, RAM_THREADS);
+        s->pool = g_thread_pool_new(save_job, s, threads, TRUE, NULL);
+        s->limit = threads * SAVER_QUEUE;
     }
     return s;
 }
 
-void ram_saver_add(RamSaver *s, const RamBlock *block, uint64_t first, unsigned count, RamStats *stats)
+/* Until at most @n sections are pending. */
+static void wait_pending(RamSaver *s, unsigned n)
+{
+    g_mutex_lock(&s->lock);
+    while (s->pending > n) {
+        g_cond_wait(&s->done, &s->lock);
+    }
+    g_mutex_unlock(&s->lock);
+}
+
+void ram_saver_add(RamSaver *s, const RamBlock *block, uint64_t first, unsigned count)
 {
     if (s->scratch) {
-        ram_save_pages(s->w, block, first, count, NULL, s->scratch, stats);
+        ram_save_pages(s->w, block, first, count, NULL, s->scratch, &s->stats);
         return;
     }
-    RamSectionOut *o = ram_section_open(s->w, block, first, count, NULL, stats);
-    if (!o) {
-        return; /* the write error is the writer's, for its next flush */
+    SaveJob *j = g_new(SaveJob, 1);
+    *j = (SaveJob){ block, first, count };
+    if (!s->pool) {
+        g_mutex_lock(&s->lock);
+        s->pending++;
+        g_mutex_unlock(&s->lock);
+        save_job(j, s);
+        return;
     }
+    wait_pending(s, s->limit - 1);
     g_mutex_lock(&s->lock);
     s->pending++;
     g_mutex_unlock(&s->lock);
-    if (s->pool) {
-        g_thread_pool_push(s->pool, o, NULL);
-    } else {
-        save_job(o, s);
-    }
+    g_thread_pool_push(s->pool, j, NULL);
 }
 
 void ram_saver_wait(RamSaver *s)
 {
+    wait_pending(s, 0);
+}
+
+void ram_saver_take_stats(RamSaver *s, RamStats *into)
+{
     g_mutex_lock(&s->lock);
-    while (s->pending) {
-        g_cond_wait(&s->idle, &s->lock);
-    }
+    ram_stats_add(into, s->stats.pages, s->stats.zero_pages, s->stats.bytes);
+    s->stats = (RamStats){ 0 };
     g_mutex_unlock(&s->lock);
 }
 
@@ -358,7 +413,7 @@ void ram_saver_free(RamSaver *s)
     ram_saver_wait(s);
     g_free(s->scratch);
     g_mutex_clear(&s->lock);
-    g_cond_clear(&s->idle);
+    g_cond_clear(&s->done);
     g_free(s);
 }
 
@@ -369,9 +424,11 @@ void ram_save_all(MigWriter *w, GPtrArray *blocks, RamStats *stats)
         const RamBlock *block = g_ptr_array_index(blocks, b);
         uint64_t pages = block->size / RAM_PAGE_SIZE;
         for (uint64_t first = 0; first < pages; first += RAM_SECTION_PAGES) {
-            ram_saver_add(s, block, first, MIN(RAM_SECTION_PAGES, pages - first), stats);
+            ram_saver_add(s, block, first, MIN(RAM_SECTION_PAGES, pages - first));
         }
     }
+    ram_saver_wait(s);
+    ram_saver_take_stats(s, stats);
     ram_saver_free(s);
 }
 
@@ -460,9 +517,6 @@ bool ram_load_section(MigReader *r, const MigSection *s, GPtrArray *blocks, RamS
 
 /* ---- loading on threads ---- */
 
-/* A thread's pages: RAM_LOADER_WINDOW aligned pages of a block, always on the same thread. */
-#define RAM_LOADER_WINDOW 2048u
-
 typedef struct RamJob {
     MigReader *r; /* a fork, inside the section */
     MigSection s;
@@ -471,16 +525,21 @@ typedef struct RamJob {
 
 static RamJob stop_job;
 
-typedef struct LoaderThread {
-    RamLoader *l;
-    GAsyncQueue *queue;
-    GThread *thread;
-} LoaderThread;
-
+/*
+ * The threads take sections from one queue as they come free: a section's
+ * cost varies with its data pages and with how much of guest RAM it first
+ * touches (the kernel clears that), and a section per thread by address
+ * left one thread of two with 70% of a restore's work in the test rig.
+ * Sections in flight never share a page, so a page sent twice lands as sent
+ * last: one that would waits until the threads are idle (@seen, a bit per
+ * page of each block, is cleared then).
+ */
 struct RamLoader {
     GPtrArray *blocks;
     unsigned threads; /* 0: inline */
-    LoaderThread worker[RAM_THREADS];
+    GThread *worker[RAM_THREADS];
+    GAsyncQueue *queue;
+    uint64_t **seen; /* per block: pages of the sections queued since the threads were last idle */
     GMutex lock;
     GCond idle;
     unsigned pending; /* jobs queued or running */
@@ -492,9 +551,8 @@ struct RamLoader {
 
 static gpointer loader_thread(gpointer p)
 {
-    LoaderThread *t = p;
-    RamLoader *l = t->l;
-    for (RamJob *job; (job = g_async_queue_pop(t->queue)) != &stop_job;) {
+    RamLoader *l = p;
+    for (RamJob *job; (job = g_async_queue_pop(l->queue)) != &stop_job;) {
         RamStats stats = { 0 };
         GError *err = NULL;
         bool ok = g_atomic_int_get(&l->failed) || ram_load_section(job->r, &job->s, l->blocks, &stats, &err);
@@ -518,6 +576,11 @@ static gpointer loader_thread(gpointer p)
     return NULL;
 }
 
+static uint64_t block_words(const RamBlock *block)
+{
+    return (block->size / RAM_PAGE_SIZE + 63) / 64;
+}
+
 RamLoader *ram_loader_new(GPtrArray *blocks, const MigReader *r)
 {
     RamLoader *l = g_new0(RamLoader, 1);
@@ -526,9 +589,15 @@ RamLoader *ram_loader_new(GPtrArray *blocks, const MigReader *r)
     g_cond_init(&l->idle);
     unsigned cpus = g_get_num_processors();
     l->threads = r && mig_reader_is_mapped(r) && cpus > 1 ? MIN(cpus, RAM_THREADS) : 0;
+    if (l->threads) {
+        l->queue = g_async_queue_new();
+        l->seen = g_new0(uint64_t *, blocks->len);
+        for (guint b = 0; b < blocks->len; b++) {
+            l->seen[b] = g_new0(uint64_t, block_words(g_ptr_array_index(blocks, b)));
+        }
+    }
     for (unsigned i = 0; i < l->threads; i++) {
-        l->worker[i] = (LoaderThread){ .l = l, .queue = g_async_queue_new() };
-        l->worker[i].thread = g_thread_new("ram-load", loader_thread, &l->worker[i]);
+        l->worker[i] = g_thread_new("ram-load", loader_thread, l);
     }
     return l;
 }
@@ -540,6 +609,24 @@ static void wait_idle(RamLoader *l)
         g_cond_wait(&l->idle, &l->lock);
     }
     g_mutex_unlock(&l->lock);
+    for (guint b = 0; l->seen && b < l->blocks->len; b++) {
+        memset(l->seen[b], 0, block_words(g_ptr_array_index(l->blocks, b)) * 8);
+    }
+}
+
+/* Mark pages [first, first + count) of block @b seen; false (and none marked) if one was already. */
+static bool see_pages(RamLoader *l, guint b, uint64_t first, uint64_t count)
+{
+    uint64_t *seen = l->seen[b];
+    for (uint64_t p = first; p < first + count; p++) {
+        if (seen[p / 64] >> (p % 64) & 1) {
+            return false;
+        }
+    }
+    for (uint64_t p = first; p < first + count; p++) {
+        seen[p / 64] |= 1ULL << (p % 64);
+    }
+    return true;
 }
 
 static bool failed_already(RamLoader *l, GError **err)
@@ -555,21 +642,25 @@ bool ram_loader_add(RamLoader *l, MigReader *r, const MigSection *s, GError **er
     if (g_atomic_int_get(&l->failed)) {
         return failed_already(l, err);
     }
-    /* Which thread: by the block and window of the section's first page (ram_load_section checks it all). */
     const uint8_t *head = l->threads ? mig_reader_peek(r, RAM_HEAD_LEN) : NULL;
-    guint block;
+    guint b;
     uint64_t first = 0, count = 0;
     if (head) {
         get_head(head, &first, &count);
     }
-    if (!head || !block_named(l->blocks, s->name, &block) || count == 0 || count > RAM_SECTION_PAGES ||
-        first / RAM_LOADER_WINDOW != (first + count - 1) / RAM_LOADER_WINDOW) {
-        /* Across windows (or malformed): here, once the threads are done with what came before it. */
+    const RamBlock *block = head ? block_named(l->blocks, s->name, &b) : NULL;
+    uint64_t pages = block ? block->size / RAM_PAGE_SIZE : 0;
+    if (!block || count == 0 || count > MIN(RAM_SECTION_PAGES, pages) || first > pages - count) {
+        /* Inline (or malformed): here, once the threads are done with what came before it. */
         wait_idle(l);
         if (g_atomic_int_get(&l->failed)) {
             return failed_already(l, err);
         }
         return ram_load_section(r, s, l->blocks, &l->stats, err); /* the threads are idle: l->stats is ours */
+    }
+    if (!see_pages(l, b, first, count)) {
+        wait_idle(l); /* a page sent again: after the sections before it */
+        see_pages(l, b, first, count);
     }
     RamJob *job = g_new0(RamJob, 1);
     job->offset = mig_reader_bytes(r);
@@ -580,18 +671,24 @@ bool ram_loader_add(RamLoader *l, MigReader *r, const MigSection *s, GError **er
     g_mutex_lock(&l->lock);
     l->pending++;
     g_mutex_unlock(&l->lock);
-    g_async_queue_push(l->worker[(block * 131 + first / RAM_LOADER_WINDOW) % l->threads].queue, job);
+    g_async_queue_push(l->queue, job);
     return mig_reader_skip_section(r, s, err);
 }
 
 bool ram_loader_finish(RamLoader *l, RamStats *stats, GError **err)
 {
     for (unsigned i = 0; i < l->threads; i++) {
-        g_async_queue_push(l->worker[i].queue, &stop_job);
+        g_async_queue_push(l->queue, &stop_job);
     }
     for (unsigned i = 0; i < l->threads; i++) {
-        g_thread_join(l->worker[i].thread);
-        g_async_queue_unref(l->worker[i].queue);
+        g_thread_join(l->worker[i]);
+    }
+    if (l->threads) {
+        g_async_queue_unref(l->queue);
+        for (guint b = 0; b < l->blocks->len; b++) {
+            g_free(l->seen[b]);
+        }
+        g_free(l->seen);
     }
     bool ok = !l->error;
     if (!ok) {

@@ -105,16 +105,20 @@ void ram_section_fill(RamSectionOut *o);
 #define RAM_THREADS 4
 /*
  * Sections of guest RAM as ram_save_pages writes them. Into a mapped
- * writer (mig_writer_is_mapped) the pages' kinds are found here, in stream
- * order, and the section's room taken; a thread per CPU then copies the
- * pages straight from guest RAM into the file and checksums the copy.
- * ram_saver_wait: every section added is complete in the stream (before a
- * flush). Inline, through a scratch copy, for other writers.
+ * writer (mig_writer_is_mapped) a thread per CPU takes each section
+ * whole: finds its pages' kinds, takes its room in the stream, copies the
+ * pages straight from guest RAM into the file and checksums the copy, in
+ * whatever order the threads get to them; adding waits while a few
+ * sections per thread are queued. ram_saver_wait: every section added is
+ * complete in the stream (before a flush, and between passes that may
+ * send a page again). ram_saver_take_stats adds what the sections saved
+ * so far hold to @into. Inline, through a scratch copy, for other writers.
  */
 typedef struct RamSaver RamSaver;
 RamSaver *ram_saver_new(MigWriter *w);
-void ram_saver_add(RamSaver *s, const RamBlock *block, uint64_t first, unsigned count, RamStats *stats);
+void ram_saver_add(RamSaver *s, const RamBlock *block, uint64_t first, unsigned count);
 void ram_saver_wait(RamSaver *s);
+void ram_saver_take_stats(RamSaver *s, RamStats *into);
 void ram_saver_free(RamSaver *s);
 /*
  * Read the payload of RAM section @s (its header just read from @r) into
@@ -131,9 +135,8 @@ bool ram_page_is_zero(const uint8_t *page);
 /*
  * A stream's RAM sections, loaded as they come: from a mapped reader
  * (mig_reader_is_mapped) on a thread per CPU (up to RAM_THREADS),
- * else inline. A section's pages always go to the same thread, in stream
- * order, so a page sent twice (a live migration's later pass) ends as
- * sent last.
+ * else inline. Sections in flight never share a page, so a page sent
+ * twice (a live migration's later pass) ends as sent last.
  */
 typedef struct RamLoader RamLoader;
 RamLoader *ram_loader_new(GPtrArray *blocks, const MigReader *r);

@@ -395,7 +395,7 @@ static bool load_with_loader(MigReader *r, GPtrArray *blocks, RamStats *stats, G
 /*
  * A stream in a file (mapped, its RAM loaded on threads) at an offset: a
  * page sent twice, as a live migration's later pass does, ends as sent
- * last, also in a section across two threads' windows; a corrupt section
+ * last, also where a section overlaps two earlier ones; a corrupt section
  * gives the same error as reading it inline.
  */
 static void test_ram_loader_from_file(void)
