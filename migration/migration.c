@@ -631,9 +631,11 @@ static gpointer snapshot_thread(gpointer p)
         BgSnapshotStats st;
         bgsnap_stats(snap, &st);
         g_debug("background snapshot: %" G_GUINT64_FORMAT " write faults served, %" G_GUINT64_FORMAT
-                " pages saved for them; longest %" G_GINT64_FORMAT " us; longest wait for the pool %"
-                G_GINT64_FORMAT " us, copy %" G_GINT64_FORMAT " us, unprotect %" G_GINT64_FORMAT " us",
-                st.faults, st.fault_pages, st.fault_max_us, st.slot_wait_max_us, st.copy_max_us, st.unprotect_max_us);
+                " pages saved for them; longest %" G_GINT64_FORMAT " us, mean %" G_GINT64_FORMAT
+                " us; longest wait for the pool %" G_GINT64_FORMAT " us, copy %" G_GINT64_FORMAT " us, unprotect %"
+                G_GINT64_FORMAT " us",
+                st.faults, st.fault_pages, st.fault_max_us, st.faults ? st.fault_total_us / (int64_t)st.faults : 0,
+                st.slot_wait_max_us, st.copy_max_us, st.unprotect_max_us);
     }
     g_clear_pointer(&snap, bgsnap_end); /* the guest writes freely again, whatever happened */
     if (ok) {

@@ -39,7 +39,7 @@ typedef struct BgSnapshotOps {
 typedef struct BgSnapshotStats {
     uint64_t faults;      /* write faults served out of order */
     uint64_t fault_pages; /* pages saved for them */
-    int64_t fault_max_us; /* the longest from reading a fault to its chunk unprotected */
+    int64_t fault_max_us, fault_total_us; /* the longest and all together: from reading a fault to its chunk unprotected */
     int64_t slot_wait_max_us; /* the longest wait for room in the pool */
     int64_t copy_max_us, unprotect_max_us; /* the longest copy of a chunk, and unprotect */
 } BgSnapshotStats;
