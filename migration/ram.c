@@ -321,10 +321,10 @@ typedef struct SaveJob {
 
 /*
  * A whole section on a thread, its pages' kinds included (a read of every
- * page the process has touched): in a single thread ahead of the copies
- * that was a quarter of a 1 GiB save in the test rig, and the copying
- * threads waited for it. Sections of one pass never share a page, so
- * their order in the stream does not matter (ram_saver_wait between passes).
+ * page the process has touched), rather than the kinds found for every
+ * section in turn on the thread that adds them. Sections of one pass never
+ * share a page, so their order in the stream does not matter
+ * (ram_saver_wait between passes).
  */
 static void save_job(gpointer data, gpointer user)
 {
