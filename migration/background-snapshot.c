@@ -91,11 +91,13 @@ struct BgSnapshot {
     GError *fault_error;  /* the fault thread's, which ends the snapshot */
     RamStats fault_ram;   /* direct: what the fault thread wrote, for the walk to count */
     /*
-     * Direct: sections the fault thread copied and unprotected, whose CRC
-     * the walk takes (RamSectionOut). The fault thread then serves the
-     * next fault after a copy and an unprotect: with the CRC as well (the
-     * slowest part under the test rig's emulated CPU, 350 MiB/s) a guest
-     * faulting on chunk after chunk waited 5-9 ms for each.
+     * Direct: sections copied and unprotected, their CRC still to take
+     * (RamSectionOut). Both threads leave it for after the walk, when
+     * nothing is protected any more: a fault is then served with a copy
+     * and an unprotect (with the CRC as well, the slowest part under the
+     * test rig's emulated CPU at 350 MiB/s, a guest faulting on chunk after
+     * chunk waited 5-9 ms for each), and the walk drops the protection of
+     * all of RAM in a quarter of the time.
      */
     GQueue unsealed;
     BgSnapshotStats stats;
@@ -349,7 +351,7 @@ static void look_ahead(BgSnapshot *b, guint bi, uint64_t c)
     b->ahead_chunk = c + 1;
 }
 
-/* Checksum the sections the fault thread left (direct). */
+/* Checksum the sections copied so far (direct). */
 static void seal_unsealed(BgSnapshot *b)
 {
     g_mutex_lock(&b->lock);
@@ -364,10 +366,9 @@ static void seal_unsealed(BgSnapshot *b)
 /*
  * Save chunk @c of block @bi, claimed, straight into the mapped stream:
  * its sections' room taken, the pages copied there, the protection
- * dropped (waking whoever waits), then the copies checksummed, here or
- * (@defer_crc) by the walk.
+ * dropped (waking whoever waits); the CRCs come at the end (@unsealed).
  */
-static bool save_direct(BgSnapshot *b, guint bi, uint64_t c, RamStats *stats, bool defer_crc, GError **err)
+static bool save_direct(BgSnapshot *b, guint bi, uint64_t c, RamStats *stats, GError **err)
 {
     RamBlock *rb = g_ptr_array_index(b->blocks, bi);
     uint64_t first;
@@ -386,11 +387,8 @@ static bool save_direct(BgSnapshot *b, guint bi, uint64_t c, RamStats *stats, bo
     /* After a write error too: bgsnap_end would drop it anyway, and the writer waiting on it goes on now. */
     bool ok = !touched || unprotect(b, bi, first, count, err);
     int64_t t2 = g_get_monotonic_time();
-    for (unsigned i = 0; !defer_crc && i < n && out[i]; i++) {
-        ram_section_close(out[i]);
-    }
     g_mutex_lock(&b->lock);
-    for (unsigned i = 0; defer_crc && i < n && out[i]; i++) {
+    for (unsigned i = 0; i < n; i++) {
         g_queue_push_tail(&b->unsealed, out[i]);
     }
     b->stats.copy_max_us = MAX(b->stats.copy_max_us, t1 - t0);
@@ -402,7 +400,7 @@ static bool save_direct(BgSnapshot *b, guint bi, uint64_t c, RamStats *stats, bo
 /*
  * Save chunk @c of block @bi, claimed, ahead of the walk: for a fault
  * (@fault, the fault thread) or the chunk after one (the walk). Direct:
- * into the stream (@stats accumulates), a fault's CRC left to the walk.
+ * into the stream (@stats accumulates).
  * Else copy it into a slot of the pool, drop its protection, queue the
  * copy for the walk to write; with the pool full, a fault waits for a
  * slot, the walk gets 0 (and saves the chunk otherwise). 1 when saved, -1
@@ -411,7 +409,7 @@ static bool save_direct(BgSnapshot *b, guint bi, uint64_t c, RamStats *stats, bo
 static int copy_ahead(BgSnapshot *b, guint bi, uint64_t c, bool fault, RamStats *stats, GError **err)
 {
     if (b->direct) {
-        bool ok = save_direct(b, bi, c, stats, fault, err);
+        bool ok = save_direct(b, bi, c, stats, err);
         g_mutex_lock(&b->lock);
         look_ahead(b, bi, c);
         g_mutex_unlock(&b->lock);
@@ -559,10 +557,9 @@ static void write_pages(BgSnapshot *b, guint bi, uint64_t first, unsigned count,
     }
 }
 
-/* Write out (or checksum) what the fault thread saved, or false with what failed there. */
+/* Write out what the fault thread saved, or false with what failed there. */
 static bool drain_copies(BgSnapshot *b, GError **err)
 {
-    seal_unsealed(b);
     g_mutex_lock(&b->lock);
     GQueue copies = b->copies;
     g_queue_init(&b->copies);
@@ -593,7 +590,7 @@ static bool drain_copies(BgSnapshot *b, GError **err)
 static bool walk_chunk(BgSnapshot *b, guint bi, uint64_t c, GError **err)
 {
     if (b->direct) {
-        return save_direct(b, bi, c, b->ram, false, err);
+        return save_direct(b, bi, c, b->ram, err);
     }
     uint64_t first;
     unsigned count;
@@ -664,7 +661,9 @@ bool bgsnap_save(BgSnapshot *b, const BgSnapshotOps *ops, void *opaque, RamStats
     }
     stop_fault_thread(b);
     /* Every chunk is claimed by now: what the fault thread copied last is all that is left. */
-    b->complete = ok && drain_copies(b, err) && mig_writer_flush(b->w, err);
+    b->complete = ok && drain_copies(b, err);
+    seal_unsealed(b);
+    b->complete = b->complete && mig_writer_flush(b->w, err);
     return b->complete;
 }
 
@@ -681,7 +680,7 @@ void bgsnap_end(BgSnapshot *b)
         return;
     }
     stop_fault_thread(b);
-    seal_unsealed(b); /* after a failure: what is left of the stream, freed */
+    seal_unsealed(b); /* after a failure: freed */
     /*
      * After a complete snapshot nothing is protected; otherwise drop what
      * is, which also wakes whoever waits on it. Not more: any change of
