@@ -273,6 +273,11 @@ void ram_section_copy(RamSectionOut *o)
     copy_pages(o, NULL);
 }
 
+void ram_section_discard(RamSectionOut *o)
+{
+    g_free(o);
+}
+
 void ram_section_close(RamSectionOut *o)
 {
     seal(o, crc32c(o->crc, section_payload(o), o->len));

@@ -89,7 +89,8 @@ void ram_save_all(MigWriter *w, GPtrArray *blocks, RamStats *stats);
  * are) and takes the room, NULL after a write error (the writer's, for its
  * next flush); ram_section_copy copies the data pages from guest RAM;
  * ram_section_close checksums the copy and frees; ram_section_fill does
- * both in one pass over the pages. The section holds each page as it was
+ * both in one pass over the pages; ram_section_discard frees a section of
+ * an abandoned stream, unchecksummed. The section holds each page as it was
  * at open (zero) or at the copy (data): a running guest's writes meanwhile
  * are the dirty log's to send again. The CRC is always of the copy, so of
  * exactly what is sent.
@@ -99,6 +100,7 @@ RamSectionOut *ram_section_open(MigWriter *w, const RamBlock *block, uint64_t fi
                                 const uint64_t *zero, RamStats *stats);
 void ram_section_copy(RamSectionOut *o);
 void ram_section_close(RamSectionOut *o);
+void ram_section_discard(RamSectionOut *o);
 void ram_section_fill(RamSectionOut *o);
 
 /* Threads at most, to save or load RAM: one per CPU up to this. */
