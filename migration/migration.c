@@ -525,10 +525,19 @@ static gpointer outgoing_thread(gpointer p)
         uint64_t bytes0 = mig_writer_bytes(w);
         set_status(ms, MIGRATION_STATUS_DEVICE);
         quiesce_devices(m);
-        ok = sync_dirty(&s, &err) && send_marked(&s, false, &err) && save_devices(ms, w, &err);
+        int64_t t[5] = { now_us() };
+        uint64_t pages0 = s.ram.pages;
+        ok = sync_dirty(&s, &err) && (t[1] = now_us(), send_marked(&s, false, &err)) &&
+             (t[2] = now_us(), save_devices(ms, w, &err));
         if (ok) {
+            t[3] = now_us();
             mig_write_end(w);
             ok = mig_writer_flush(w, &err);
+            t[4] = now_us();
+            g_debug("migration downtime: quiesce %" G_GINT64_FORMAT " us, dirty sync %" G_GINT64_FORMAT
+                    " us, RAM %" G_GINT64_FORMAT " us (%" G_GUINT64_FORMAT " pages), devices %" G_GINT64_FORMAT
+                    " us, flush %" G_GINT64_FORMAT " us",
+                    t[0] - downtime_start, t[1] - t[0], t[2] - t[1], s.ram.pages - pages0, t[3] - t[2], t[4] - t[3]);
         }
         stop_tracking(ms, &tracking);
         g_mutex_unlock(&m->lock);

@@ -13,9 +13,12 @@ import tempfile
 import time
 
 from qemu.qmp import QMPClient
+from thread_stacks import thread_stacks
 
 BOOT_TIMEOUT = 150
 STEP_TIMEOUT = 120
+# The restored guest's run takes 15-25 s: its limit leaves room, inside the rig's (180 s), to say where it stopped.
+RESTORED_TIMEOUT = 90
 SAVE_AT = "@tick 15"
 
 vmm, kernel, initrd = sys.argv[1:4]
@@ -92,6 +95,17 @@ def show(path):
     print("---", flush=True)
 
 
+async def diagnose(proc, qmp):
+    """Where a restored VMM that stopped making progress is: its load, its run state, its threads."""
+    for cmd in ("query-migrate", "query-status"):
+        try:
+            print(f"  restored: {cmd}: {await asyncio.wait_for(qmp.execute(cmd), 30)}", flush=True)
+        except Exception as e:
+            print(f"  restored: {cmd}: no answer ({type(e).__name__} {e})", flush=True)
+    for line in thread_stacks(proc.pid):
+        print(f"  restored: {line}", flush=True)
+
+
 async def finish(proc):
     try:
         return await asyncio.wait_for(proc.wait(), STEP_TIMEOUT)
@@ -135,11 +149,13 @@ async def main():
     check("@test: lease before" in text(log), "source: a DHCP lease over virtio-net")
 
     dst, qmp, dlog = await start("restored", ["-incoming", f"file:{state}"])
+    done = await wait_for(dst, dlog, "@test: end", RESTORED_TIMEOUT)
+    if not done and dst.returncode is None:
+        await diagnose(dst, qmp)
     try:
         await qmp.disconnect()
     except Exception:
         pass
-    done = await wait_for(dst, dlog, "@test: end")
     rc = await finish(dst)
     show(dlog)
     out = text(dlog)

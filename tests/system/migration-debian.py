@@ -35,6 +35,7 @@ import sys
 import time
 
 from qemu.qmp import EventListener, QMPClient
+from thread_stacks import thread_stacks
 
 BOOT_TIMEOUT = 180
 # A test whose whole run is shorter sets VIREO_STEP_TIMEOUT below the rig's
@@ -118,19 +119,9 @@ class VM:
             raise
 
     def threads(self):
-        """What each of the VMM's threads waits in (the rig runs jobs as root): a vCPU
-        in handle_userfault waits for the snapshot engine, a main loop in a lock for a thread."""
-        if not self.alive():
-            return
-        task = f"/proc/{self.proc.pid}/task"
-        for tid in sorted(os.listdir(task), key=int):
-            try:
-                comm = open(f"{task}/{tid}/comm").read().strip()
-                state = open(f"{task}/{tid}/stat").read().rsplit(")", 1)[1].split()[0]
-                stack = [line.split()[-1] for line in open(f"{task}/{tid}/stack").read().splitlines()[:6]]
-            except OSError:
-                continue
-            print(f"  {self.name}: thread {tid} {comm} {state} {' < '.join(stack)}", flush=True)
+        if self.alive():
+            for line in thread_stacks(self.proc.pid):
+                print(f"  {self.name}: {line}", flush=True)
 
     async def status(self):
         return (await self.execute("query-status"))["status"]
