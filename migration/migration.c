@@ -420,11 +420,16 @@ static bool start_tracking(Migration *ms, Sender *s, GError **err)
 
 /*
  * The iterations: everything once, then what was written meanwhile, until
- * the rest would go within the downtime limit at the bandwidth just seen.
+ * the rest would go within the downtime limit at the bandwidth just seen
+ * and a pass no longer halves it. A limit met is not the end while passes
+ * still shrink the rest that fast: with the guest stopped it is all sent
+ * then (bench/migration, a guest writing 2000 pages a second: the pass
+ * that met the limit left 1000-3900 pages, 31-89 ms of downtime).
  */
 static bool precopy(Sender *s, GError **err)
 {
     Migration *ms = s->ms;
+    uint64_t left_before = UINT64_MAX; /* bytes of RAM the pass before this one left to send */
     for (unsigned pass = 1;; pass++) {
         int64_t t0 = now_us();
         uint64_t b0 = mig_writer_bytes(s->w);
@@ -446,9 +451,11 @@ static bool precopy(Sender *s, GError **err)
         ms->stats.expected_downtime_ms = bytes_per_ms > 0 ? (int64_t)(remaining / bytes_per_ms) : 0;
         uint64_t expected = ms->stats.expected_downtime_ms;
         g_mutex_unlock(&ms->mutex);
-        if (remaining == 0 || expected <= __atomic_load_n(&ms->downtime_limit, __ATOMIC_RELAXED)) {
+        if (remaining == 0 ||
+            (expected <= __atomic_load_n(&ms->downtime_limit, __ATOMIC_RELAXED) && remaining * 2 > left_before)) {
             return true;
         }
+        left_before = remaining;
     }
 }
 
@@ -539,7 +546,6 @@ static gpointer outgoing_thread(gpointer p)
                     " us, flush %" G_GINT64_FORMAT " us",
                     t[0] - downtime_start, t[1] - t[0], t[2] - t[1], s.ram.pages - pages0, t[3] - t[2], t[4] - t[3]);
         }
-        stop_tracking(ms, &tracking);
         g_mutex_unlock(&m->lock);
         if (ok) {
             ok = mig_channel_close(g_steal_pointer(&ms->channel), true, &err);
@@ -551,6 +557,7 @@ static gpointer outgoing_thread(gpointer p)
         g_mutex_unlock(&ms->mutex);
     }
     update_ram_stats(&s);
+    /* After the downtime: KVM turning its dirty log off took 36 ms in the test rig, and the stream is complete. */
     g_mutex_lock(&m->lock);
     stop_tracking(ms, &tracking);
     g_mutex_unlock(&m->lock);
