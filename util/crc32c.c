@@ -70,11 +70,6 @@ static uint32_t crc32c_tables(uint32_t crc, const uint8_t *p, size_t len)
     return tables_copy(crc, NULL, p, len);
 }
 
-static uint32_t crc32c_tables_copy(uint32_t crc, uint8_t *dst, const uint8_t *p, size_t len)
-{
-    return tables_copy(crc, dst, p, len);
-}
-
 #if defined(__x86_64__)
 __attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t crc, const uint8_t *p, size_t len)
 {
@@ -255,11 +250,11 @@ uint32_t crc32c(uint32_t crc, const void *buf, size_t len)
     return ~chosen()(~crc, buf, len);
 }
 
-uint32_t crc32c_copy(uint32_t crc, void *dst, const void *src, size_t len)
+/* A copy and its CRC by @fn: in one pass where @fn has a fused form, else a vector copy and then @fn over it. */
+static uint32_t copy_with(Crc32cFn fn, uint32_t crc, void *dst, const void *src, size_t len)
 {
-    Crc32cFn fn = chosen();
     if (fn == crc32c_tables) {
-        return ~crc32c_tables_copy(~crc, dst, src, len);
+        return ~tables_copy(~crc, dst, src, len);
     }
 #if defined(__x86_64__)
     if (fn == crc32c_clmul) {
@@ -267,5 +262,19 @@ uint32_t crc32c_copy(uint32_t crc, void *dst, const void *src, size_t len)
     }
 #endif
     buffer_copy(dst, src, len);
-    return crc32c(crc, dst, len);
+    return ~fn(~crc, dst, len);
+}
+
+uint32_t crc32c_copy(uint32_t crc, void *dst, const void *src, size_t len)
+{
+    return copy_with(chosen(), crc, dst, src, len);
+}
+
+uint32_t crc32c_copy_with(unsigned impl, uint32_t crc, void *dst, const void *src, size_t len)
+{
+    Crc32cFn fns[3];
+    unsigned n = available(fns);
+    g_assert(impl < n);
+    crc32c_with(0, 0, NULL, 0); /* the tables, which every implementation ends with */
+    return copy_with(fns[impl], crc, dst, src, len);
 }

@@ -115,14 +115,18 @@ static void test_crc32c(void)
         }
     }
     g_assert_cmphex(crc32c(0, buf, sizeof(buf)), ==, crc32c_with(0, 0, buf, sizeof(buf)));
-    /* A copy and its CRC in one pass: the same CRC, the same bytes, nothing written past them. */
-    for (size_t off = 0; off < 40; off += 3) {
-        for (size_t len = 0; len + off <= sizeof(buf); len += 61) {
-            uint8_t dst[sizeof(buf) + 1];
-            memset(dst, 0xa5, sizeof(dst));
-            g_assert_cmphex(crc32c_copy(9, dst, buf + off, len), ==, crc32c_with(0, 9, buf + off, len));
-            g_assert_cmpmem(dst, len, buf + off, len);
-            g_assert_cmpuint(dst[len], ==, 0xa5);
+    /* A copy and its CRC, by each implementation and as chosen: the same CRC, the same bytes, nothing written past them. */
+    for (unsigned impl = 0; impl <= crc32c_implementations(); impl++) {
+        for (size_t off = 0; off < 40; off += 3) {
+            for (size_t len = 0; len + off <= sizeof(buf); len += 61) {
+                uint8_t dst[sizeof(buf) + 1];
+                memset(dst, 0xa5, sizeof(dst));
+                uint32_t crc = impl < crc32c_implementations() ? crc32c_copy_with(impl, 9, dst, buf + off, len)
+                                                                : crc32c_copy(9, dst, buf + off, len);
+                g_assert_cmphex(crc, ==, crc32c_with(0, 9, buf + off, len));
+                g_assert_cmpmem(dst, len, buf + off, len);
+                g_assert_cmpuint(dst[len], ==, 0xa5);
+            }
         }
     }
 }
