@@ -68,7 +68,7 @@ void ram_block_register(Machine *m, const char *name, uint8_t *host, uint64_t si
     b->host = host;
     b->size = size;
     /* Allocated once for the machine's life, so a device thread never sees it go. */
-    b->written = g_new0(uint64_t, (size / RAM_PAGE_SIZE + 63) / 64);
+    b->written = g_new0(uint64_t, ram_block_words(b));
     g_ptr_array_add(m->ram_blocks, b);
 }
 

@@ -239,7 +239,7 @@ static uint64_t count_to_send(Sender *s)
     uint64_t n = 0;
     for (guint i = 0; i < s->blocks->len; i++) {
         const RamBlock *b = g_ptr_array_index(s->blocks, i);
-        for (uint64_t w = 0; w < (b->size / RAM_PAGE_SIZE + 63) / 64; w++) {
+        for (uint64_t w = 0; w < ram_block_words(b); w++) {
             n += __builtin_popcountll(s->to_send[i][w]);
         }
     }
@@ -255,7 +255,7 @@ static bool sync_dirty(Sender *s, GError **err)
     }
     for (guint i = 0; i < s->blocks->len; i++) {
         RamBlock *b = g_ptr_array_index(s->blocks, i);
-        for (uint64_t w = 0; w < (b->size / RAM_PAGE_SIZE + 63) / 64; w++) {
+        for (uint64_t w = 0; w < ram_block_words(b); w++) {
             s->to_send[i][w] |= __atomic_exchange_n(&b->written[w], 0, __ATOMIC_RELAXED);
         }
     }
@@ -407,7 +407,7 @@ static bool start_tracking(Migration *ms, Sender *s, GError **err)
     g_mutex_lock(&m->lock);
     for (guint i = 0; i < s->blocks->len; i++) {
         RamBlock *b = g_ptr_array_index(s->blocks, i);
-        memset(b->written, 0, (b->size / RAM_PAGE_SIZE + 63) / 64 * 8);
+        memset(b->written, 0, ram_block_words(b) * 8);
     }
     g_atomic_int_set(&m->dirty_tracking, 1);
     bool ok = !m->dirty_log_start || m->dirty_log_start(m, err);
@@ -505,7 +505,7 @@ static gpointer outgoing_thread(gpointer p)
     s.to_send = g_new0(uint64_t *, s.blocks->len);
     for (guint i = 0; i < s.blocks->len; i++) {
         const RamBlock *b = g_ptr_array_index(s.blocks, i);
-        uint64_t words = (b->size / RAM_PAGE_SIZE + 63) / 64;
+        uint64_t words = ram_block_words(b);
         s.to_send[i] = g_new(uint64_t, words);
         memset(s.to_send[i], 0xff, words * 8);
         if (b->size / RAM_PAGE_SIZE % 64) {

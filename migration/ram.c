@@ -383,18 +383,17 @@ void ram_saver_add(RamSaver *s, const RamBlock *block, uint64_t first, unsigned 
     }
     SaveJob *j = g_new(SaveJob, 1);
     *j = (SaveJob){ block, first, count };
-    if (!s->pool) {
-        g_mutex_lock(&s->lock);
-        s->pending++;
-        g_mutex_unlock(&s->lock);
-        save_job(j, s);
-        return;
+    if (s->pool) {
+        wait_pending(s, s->limit - 1);
     }
-    wait_pending(s, s->limit - 1);
     g_mutex_lock(&s->lock);
     s->pending++;
     g_mutex_unlock(&s->lock);
-    g_thread_pool_push(s->pool, j, NULL);
+    if (s->pool) {
+        g_thread_pool_push(s->pool, j, NULL);
+    } else {
+        save_job(j, s);
+    }
 }
 
 void ram_saver_wait(RamSaver *s)
@@ -581,11 +580,6 @@ static gpointer loader_thread(gpointer p)
     return NULL;
 }
 
-static uint64_t block_words(const RamBlock *block)
-{
-    return (block->size / RAM_PAGE_SIZE + 63) / 64;
-}
-
 RamLoader *ram_loader_new(GPtrArray *blocks, const MigReader *r)
 {
     RamLoader *l = g_new0(RamLoader, 1);
@@ -598,7 +592,7 @@ RamLoader *ram_loader_new(GPtrArray *blocks, const MigReader *r)
         l->queue = g_async_queue_new();
         l->seen = g_new0(uint64_t *, blocks->len);
         for (guint b = 0; b < blocks->len; b++) {
-            l->seen[b] = g_new0(uint64_t, block_words(g_ptr_array_index(blocks, b)));
+            l->seen[b] = g_new0(uint64_t, ram_block_words(g_ptr_array_index(blocks, b)));
         }
     }
     for (unsigned i = 0; i < l->threads; i++) {
@@ -615,7 +609,7 @@ static void wait_idle(RamLoader *l)
     }
     g_mutex_unlock(&l->lock);
     for (guint b = 0; l->seen && b < l->blocks->len; b++) {
-        memset(l->seen[b], 0, block_words(g_ptr_array_index(l->blocks, b)) * 8);
+        memset(l->seen[b], 0, ram_block_words(g_ptr_array_index(l->blocks, b)) * 8);
     }
 }
 

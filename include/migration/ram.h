@@ -25,6 +25,12 @@ typedef struct RamBlock {
     uint64_t *written;
 } RamBlock;
 
+/* 64-bit words of a bitmap with a bit per page of @block. */
+static inline uint64_t ram_block_words(const RamBlock *block)
+{
+    return (block->size / RAM_PAGE_SIZE + 63) / 64;
+}
+
 typedef struct Machine Machine;
 
 /* Make @size bytes at @host guest RAM block @name of @m, for migration (the machine owns the memory). */
