@@ -250,6 +250,11 @@ static uint64_t count_to_send(Sender *s)
 static bool sync_dirty(Sender *s, GError **err)
 {
     Machine *m = s->ms->m;
+    if (__atomic_load_n(&m->vcpu_log_failed, __ATOMIC_RELAXED)) {
+        g_set_error(err, VIREO_ERROR, VIREO_ERROR_FAILED,
+                    "the VM was resumed during the migration and KVM's dirty log could not start");
+        return false;
+    }
     if (m->dirty_log_sync && !m->dirty_log_sync(m, take_kvm_dirty, s, err)) {
         return false;
     }
@@ -394,9 +399,7 @@ static void stop_tracking(Migration *ms, bool *tracking)
 {
     if (*tracking) {
         g_atomic_int_set(&ms->m->dirty_tracking, 0);
-        if (ms->m->dirty_log_stop) {
-            ms->m->dirty_log_stop(ms->m);
-        }
+        machine_vcpu_log_stop(ms->m);
         *tracking = false;
     }
 }
@@ -410,7 +413,8 @@ static bool start_tracking(Migration *ms, Sender *s, GError **err)
         memset(b->written, 0, ram_block_words(b) * 8);
     }
     g_atomic_int_set(&m->dirty_tracking, 1);
-    bool ok = !m->dirty_log_start || m->dirty_log_start(m, err);
+    /* A paused VM's vCPUs write nothing; if they are resumed, machine_vcpus_resuming() starts the log. */
+    bool ok = !ms->ops->vcpus_running(ms->opaque) || machine_vcpu_log_start(m, err);
     if (!ok) {
         g_atomic_int_set(&m->dirty_tracking, 0);
     }

@@ -177,6 +177,7 @@ static void stop_vcpus(Runtime *rt)
 
 static void start_vcpus(Runtime *rt)
 {
+    machine_vcpus_resuming(rt->m);
     rt->generation++;
     rt->vcpus_should_run = true;
     g_cond_broadcast(&rt->cond);
@@ -303,6 +304,12 @@ static bool migration_stop(void *opaque)
     return was_running;
 }
 
+static bool migration_vcpus_running(void *opaque)
+{
+    Runtime *rt = opaque;
+    return rt->vcpus_should_run;
+}
+
 static void migration_resume(void *opaque)
 {
     Runtime *rt = opaque;
@@ -353,6 +360,7 @@ static void migration_event(void *opaque, const char *name, JsonObject *data)
 
 static const MigrationHostOps migration_host_ops = {
     .stop = migration_stop,
+    .vcpus_running = migration_vcpus_running,
     .resume = migration_resume,
     .outgoing_done = migration_outgoing_done,
     .incoming_done = migration_incoming_done,

@@ -55,3 +55,30 @@ ShutdownCause machine_take_reset_request(Machine *m)
 {
     return g_atomic_int_and(&m->pending_reset, 0);
 }
+
+bool machine_vcpu_log_start(Machine *m, GError **err)
+{
+    if (m->vcpu_log || !m->dirty_log_start) {
+        return true;
+    }
+    m->vcpu_log = m->dirty_log_start(m, err);
+    return m->vcpu_log;
+}
+
+void machine_vcpu_log_stop(Machine *m)
+{
+    if (m->vcpu_log && m->dirty_log_stop) {
+        m->dirty_log_stop(m);
+    }
+    m->vcpu_log = false;
+    __atomic_store_n(&m->vcpu_log_failed, false, __ATOMIC_RELAXED);
+}
+
+void machine_vcpus_resuming(Machine *m)
+{
+    g_autoptr(GError) err = NULL;
+    if (g_atomic_int_get(&m->dirty_tracking) && !machine_vcpu_log_start(m, &err)) {
+        g_warning("%s", err->message);
+        __atomic_store_n(&m->vcpu_log_failed, true, __ATOMIC_RELAXED); /* the migration thread reads it */
+    }
+}

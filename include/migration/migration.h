@@ -38,6 +38,8 @@ typedef struct MigrationHostOps {
      * whether they were running.
      */
     bool (*stop)(void *opaque);
+    /* Whether the vCPUs run now (big lock held). */
+    bool (*vcpus_running)(void *opaque);
     /*
      * A background snapshot's pause is over: back to the run state before
      * stop (running again if it was). Big lock held, migration thread.

@@ -76,6 +76,26 @@ st = cancel_dst.exit_status()
 check(st == 1 and "load of migration failed" in cancel_dst.output(),
       f"the abandoned destination exits 1 saying why: {cancel_dst.output().strip()}")
 
+# A paused VM resumed during its migration: the vCPUs' writes from then on reach the destination too
+# (KVM's dirty log starts only then).
+resumed_dst = Vm("-incoming", f"tcp:127.0.0.1:{port + 2}")
+live_dst.cmd("stop")
+live_dst.cmd("migrate", uri=f"tcp:127.0.0.1:{port + 2}")
+live_dst.wait_migration(("active",))
+live_dst.cmd("cont")
+g = live_dst.gens()[-1]
+live_dst.wait_gen(g + 2, "the guest resumed during its migration writes")
+live_dst.cmd("migrate-set-parameters", **{"max-bandwidth": 0})
+r = live_dst.wait_migration()
+check(r["status"] == "completed", "the migration of a VM resumed midway completed")
+last = live_dst.gens()[-1]
+want = next_gen(live_dst)
+live_dst.finish()
+g = resumed_dst.wait_gen(last, "the guest resumed during its migration goes on at the destination")
+check(g[0] == want, f"resumed during its migration: memcount goes on at gen {g[0]} after gen {want - 1}, memory intact")
+live_dst = resumed_dst
+live_dst.cmd("migrate-set-parameters", **{"max-bandwidth": 100000, "downtime-limit": 1})
+
 # A cancelled save to a file leaves no file behind.
 live_dst.cmd("migrate", uri="file:" + os.path.join(workdir, "cancelled"))
 live_dst.wait_migration(("active",))
