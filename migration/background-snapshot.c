@@ -101,6 +101,7 @@ struct BgSnapshot {
      */
     GQueue unsealed;
     BgSnapshotStats stats;
+    int64_t protected_us; /* when all of RAM was protected, for the faults' debug lines */
     gint stopping;
     /* Where a writer is likely to fault next (the chunk after the last fault's), for the walk to save first. */
     bool ahead;
@@ -299,6 +300,7 @@ bool bgsnap_begin(BgSnapshot *b, GError **err)
         g_debug("background snapshot: RAM block '%s': pagemap %" G_GINT64_FORMAT " us, protect %" G_GINT64_FORMAT
                 " us", rb->name, t1 - t0, g_get_monotonic_time() - t1);
     }
+    b->protected_us = g_get_monotonic_time();
     return true;
 }
 
@@ -477,6 +479,9 @@ static bool serve_faults(BgSnapshot *b, GError **err)
             b->stats.fault_max_us = MAX(b->stats.fault_max_us, us);
             b->stats.fault_total_us += us;
             g_mutex_unlock(&b->lock);
+            g_debug("background snapshot: write fault in chunk %" G_GUINT64_FORMAT " of RAM block '%s', %" G_GINT64_FORMAT
+                    " us after protection, served in %" G_GINT64_FORMAT " us",
+                    c, rb->name, read_us - b->protected_us, us);
         }
     }
     return n == 0;
