@@ -15,9 +15,10 @@ import time
 from qemu.qmp import QMPClient
 from thread_stacks import thread_stacks
 
-BOOT_TIMEOUT = 150
+# The source reaches its save point in 20-40 s and the restored guest's run takes 15-25 s: each limit
+# leaves room, inside the rig's (180 s), to say where it stopped (a guest that stalls in the rig, docs/rig.md).
+BOOT_TIMEOUT = 90
 STEP_TIMEOUT = 120
-# The restored guest's run takes 15-25 s: its limit leaves room, inside the rig's (180 s), to say where it stopped.
 RESTORED_TIMEOUT = 90
 SAVE_AT = "@tick 15"
 
@@ -95,15 +96,15 @@ def show(path):
     print("---", flush=True)
 
 
-async def diagnose(proc, qmp):
-    """Where a restored VMM that stopped making progress is: its load, its run state, its threads."""
+async def diagnose(name, proc, qmp):
+    """Where a VMM whose guest stopped making progress is: its migration, its run state, its threads."""
     for cmd in ("query-migrate", "query-status"):
         try:
-            print(f"  restored: {cmd}: {await asyncio.wait_for(qmp.execute(cmd), 30)}", flush=True)
+            print(f"  {name}: {cmd}: {await asyncio.wait_for(qmp.execute(cmd), 30)}", flush=True)
         except Exception as e:
-            print(f"  restored: {cmd}: no answer ({type(e).__name__} {e})", flush=True)
+            print(f"  {name}: {cmd}: no answer ({type(e).__name__} {e})", flush=True)
     for line in thread_stacks(proc.pid):
-        print(f"  restored: {line}", flush=True)
+        print(f"  {name}: {line}", flush=True)
 
 
 async def finish(proc):
@@ -121,6 +122,8 @@ async def main():
     src, qmp, log = await start("source")
     try:
         if not check(await wait_for(src, log, SAVE_AT), f"source: the guest's loop reached '{SAVE_AT}'"):
+            if src.returncode is None:
+                await diagnose("source", src, qmp)
             show(log)
             return
         await qmp.execute("migrate", {"uri": f"file:{state}"})
@@ -151,7 +154,7 @@ async def main():
     dst, qmp, dlog = await start("restored", ["-incoming", f"file:{state}"])
     done = await wait_for(dst, dlog, "@test: end", RESTORED_TIMEOUT)
     if not done and dst.returncode is None:
-        await diagnose(dst, qmp)
+        await diagnose("restored", dst, qmp)
     try:
         await qmp.disconnect()
     except Exception:
