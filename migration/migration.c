@@ -246,7 +246,10 @@ static uint64_t count_to_send(Sender *s)
     return n;
 }
 
-/* What the vCPUs (KVM's log) and Vireo's devices (ram_mark_dirty) wrote since the last sync. */
+/*
+ * What the vCPUs (KVM's log) and Vireo's devices (ram_mark_dirty) wrote
+ * since the last sync. Big lock held: a reset replaces the KVM VM under it.
+ */
 static bool sync_dirty(Sender *s, GError **err)
 {
     Machine *m = s->ms->m;
@@ -439,7 +442,13 @@ static bool precopy(Sender *s, GError **err)
         int64_t t0 = now_us();
         uint64_t b0 = mig_writer_bytes(s->w);
         uint64_t pages0 = s->ram.pages;
-        if (!send_marked(s, true, err) || !sync_dirty(s, err)) {
+        if (!send_marked(s, true, err)) {
+            return false;
+        }
+        g_mutex_lock(&ms->m->lock);
+        bool synced = sync_dirty(s, err);
+        g_mutex_unlock(&ms->m->lock);
+        if (!synced) {
             return false;
         }
         JsonObject *data = json_object_new();

@@ -96,6 +96,24 @@ check(g[0] == want, f"resumed during its migration: memcount goes on at gen {g[0
 live_dst = resumed_dst
 live_dst.cmd("migrate-set-parameters", **{"max-bandwidth": 100000, "downtime-limit": 1})
 
+# Resets during a live migration (each replaces the KVM VM whose dirty log the migration reads).
+reset_dst = Vm("-incoming", f"tcp:127.0.0.1:{port + 3}")
+live_dst.cmd("migrate", uri=f"tcp:127.0.0.1:{port + 3}")
+live_dst.wait_migration(("active",))
+for _ in range(3):
+    live_dst.cmd("system_reset")
+    time.sleep(0.3)
+live_dst.cmd("migrate-set-parameters", **{"max-bandwidth": 0})
+r = live_dst.wait_migration()
+check(r["status"] == "completed", f"a live migration across 3 resets completed ({r['ram']['dirty-sync-count']} dirty syncs)")
+last = live_dst.gens()[-1]
+want = next_gen(live_dst)
+live_dst.finish()
+g = reset_dst.wait_gen(last, "the guest reset during its migration goes on at the destination")
+check(g[0] == want, f"reset during its migration: memcount goes on at gen {g[0]} after gen {want - 1}, memory intact")
+live_dst = reset_dst
+live_dst.cmd("migrate-set-parameters", **{"max-bandwidth": 100000, "downtime-limit": 1})
+
 # A cancelled save to a file leaves no file behind.
 live_dst.cmd("migrate", uri="file:" + os.path.join(workdir, "cancelled"))
 live_dst.wait_migration(("active",))
