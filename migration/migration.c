@@ -253,7 +253,7 @@ static uint64_t count_to_send(Sender *s)
 static bool sync_dirty(Sender *s, GError **err)
 {
     Machine *m = s->ms->m;
-    if (__atomic_load_n(&m->vcpu_log_failed, __ATOMIC_RELAXED)) {
+    if (m->vcpu_log_failed) {
         g_set_error(err, VIREO_ERROR, VIREO_ERROR_FAILED,
                     "the VM was resumed during the migration and KVM's dirty log could not start");
         return false;

@@ -70,8 +70,7 @@ void machine_vcpu_log_stop(Machine *m)
     if (m->vcpu_log && m->dirty_log_stop) {
         m->dirty_log_stop(m);
     }
-    m->vcpu_log = false;
-    __atomic_store_n(&m->vcpu_log_failed, false, __ATOMIC_RELAXED);
+    m->vcpu_log = m->vcpu_log_failed = false;
 }
 
 void machine_vcpus_resuming(Machine *m)
@@ -79,6 +78,6 @@ void machine_vcpus_resuming(Machine *m)
     g_autoptr(GError) err = NULL;
     if (g_atomic_int_get(&m->dirty_tracking) && !machine_vcpu_log_start(m, &err)) {
         g_warning("%s", err->message);
-        __atomic_store_n(&m->vcpu_log_failed, true, __ATOMIC_RELAXED); /* the migration thread reads it */
+        m->vcpu_log_failed = true;
     }
 }
