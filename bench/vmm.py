@@ -57,7 +57,10 @@ class Vmm:
             req["arguments"] = args
         self.sock.sendall(json.dumps(req).encode())
         while True:
-            msg = json.loads(self.f.readline())
+            line = self.f.readline()
+            if not line:  # a VMM that exited (QEMU did, once, in the middle of a snapshot in the rig)
+                raise RuntimeError(f"{name}: {self.name} closed its QMP connection (exit status {self.proc.poll()})")
+            msg = json.loads(line)
             if "event" in msg:
                 continue
             if "error" in msg:
