@@ -49,6 +49,12 @@
 #define FILL_NICE 10
 #define FAULT_NICE (-10)
 
+/* A chunk to save before the walk's turn (bgsnap_save_first). */
+typedef struct FirstChunk {
+    guint block;
+    uint64_t chunk;
+} FirstChunk;
+
 /* A chunk the fault thread saved: a copy for the walk to write out. */
 typedef struct ChunkCopy {
     guint block;
@@ -108,12 +114,25 @@ struct BgSnapshot {
     guint ahead_block;
     uint64_t ahead_chunk;
 
+    /*
+     * Chunks to save first, in order: what the vCPUs write as soon as
+     * they run again. The walk takes from them before its own turn and, to
+     * a mapped writer, so does a thread of their own (first_thread); each
+     * takes the next (@first_next, atomic) and claims it.
+     */
+    GArray *first; /* FirstChunk */
+    guint first_next;
+    GThread *first_thread;
+
     ChunkCopy *slots;
     uint8_t *pool;
     size_t pool_size;
     GThread *fault_thread;
     int stop_fd; /* eventfd: ends the fault thread */
 };
+
+static gpointer fault_thread(gpointer p);
+static gpointer first_thread(gpointer p);
 
 static uint64_t block_pages(const RamBlock *rb)
 {
@@ -218,7 +237,12 @@ BgSnapshot *bgsnap_new(GPtrArray *blocks, MigWriter *w, GError **err)
     g_queue_init(&b->copies);
     g_queue_init(&b->free);
     g_queue_init(&b->unsealed);
-    b->stop_fd = -1;
+    b->first = g_array_new(FALSE, FALSE, sizeof(FirstChunk));
+    b->stop_fd = eventfd(0, EFD_CLOEXEC);
+    if (b->stop_fd < 0) {
+        g_set_error(err, VIREO_ERROR, VIREO_ERROR_FAILED, "eventfd: %s", g_strerror(errno));
+        return NULL;
+    }
     b->w = w;
     b->direct = mig_writer_is_mapped(w);
     b->blocks = g_ptr_array_ref(blocks);
@@ -301,7 +325,35 @@ bool bgsnap_begin(BgSnapshot *b, GError **err)
                 " us", rb->name, t1 - t0, g_get_monotonic_time() - t1);
     }
     b->protected_us = g_get_monotonic_time();
+    /* Before the vCPUs run again: their first writes fault at once, on the chunks to save first above all. */
+    b->fault_thread = g_thread_new("snapshot-faults", fault_thread, b);
+    if (b->direct && b->first->len) {
+        b->first_thread = g_thread_new("snapshot-first", first_thread, b);
+    }
+    g_debug("background snapshot: %u chunks to save first", b->first->len);
     return true;
+}
+
+void bgsnap_save_first(BgSnapshot *b, const void *host, uint64_t len)
+{
+    guint bi;
+    RamBlock *rb = ram_block_containing(b->blocks, host, &bi);
+    if (!rb || !len) {
+        return;
+    }
+    uint64_t offset = (uint64_t)((const uint8_t *)host - rb->host);
+    uint64_t end = MIN(offset + len, rb->size);
+    for (uint64_t c = offset / CHUNK_BYTES; c * CHUNK_BYTES < end; c++) {
+        FirstChunk f = { bi, c };
+        bool known = false;
+        for (guint i = 0; i < b->first->len && !known; i++) {
+            const FirstChunk *g = &g_array_index(b->first, FirstChunk, i);
+            known = g->block == bi && g->chunk == c;
+        }
+        if (!known) {
+            g_array_append_val(b->first, f);
+        }
+    }
 }
 
 /* Pages [*first, *first + *count) of chunk @c of block @bi. Whether any of them was touched at the instant. */
@@ -445,6 +497,32 @@ static int copy_ahead(BgSnapshot *b, guint bi, uint64_t c, bool fault, RamStats 
     return ok ? 1 : -1;
 }
 
+/* Claim the next chunk to save first that nobody has yet; false when there is none left. */
+static bool take_first(BgSnapshot *b, guint *bi, uint64_t *c)
+{
+    for (guint i; (i = __atomic_fetch_add(&b->first_next, 1, __ATOMIC_RELAXED)) < b->first->len;) {
+        const FirstChunk *f = &g_array_index(b->first, FirstChunk, i);
+        if (claim(b, f->block, f->chunk)) {
+            *bi = f->block;
+            *c = f->chunk;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* A helper thread's error, for the walk to stop with (the first one counts). */
+static void thread_failed(BgSnapshot *b, GError *err)
+{
+    g_mutex_lock(&b->lock);
+    if (b->fault_error) {
+        g_error_free(err);
+    } else {
+        b->fault_error = err;
+    }
+    g_mutex_unlock(&b->lock);
+}
+
 /* Save the chunks the pending write faults wait for. */
 static bool serve_faults(BgSnapshot *b, GError **err)
 {
@@ -505,11 +583,30 @@ static gpointer fault_thread(gpointer p)
         } else if (serve_faults(b, &err)) {
             continue;
         }
-        g_mutex_lock(&b->lock);
-        g_propagate_error(&b->fault_error, err);
-        g_mutex_unlock(&b->lock);
+        thread_failed(b, err);
         return NULL; /* the walk stops at its next step; bgsnap_end wakes the waiting writers */
     }
+}
+
+/* Saves the chunks to save first, straight into the mapped stream, beside the walk. */
+static gpointer first_thread(gpointer p)
+{
+    BgSnapshot *b = p;
+    guint bi;
+    uint64_t c;
+    while (!g_atomic_int_get(&b->stopping) && take_first(b, &bi, &c)) {
+        RamStats written = { 0 };
+        GError *err = NULL;
+        bool ok = save_direct(b, bi, c, &written, &err);
+        g_mutex_lock(&b->lock);
+        ram_stats_add(&b->fault_ram, written.pages, written.zero_pages, written.bytes);
+        g_mutex_unlock(&b->lock);
+        if (!ok) {
+            thread_failed(b, err);
+            break;
+        }
+    }
+    return NULL;
 }
 
 static void stop_fault_thread(BgSnapshot *b)
@@ -524,6 +621,14 @@ static void stop_fault_thread(BgSnapshot *b)
             g_warning("background snapshot: cannot stop the fault thread: %s", g_strerror(errno));
         }
         g_thread_join(g_steal_pointer(&b->fault_thread));
+    }
+}
+
+/* After the walk, or to stop: the chunks it is saving are claimed, and must be saved or dropped before the end. */
+static void join_first_thread(BgSnapshot *b)
+{
+    if (b->first_thread) {
+        g_thread_join(g_steal_pointer(&b->first_thread));
     }
 }
 
@@ -617,6 +722,15 @@ static bool walk_chunk(BgSnapshot *b, guint bi, uint64_t c, GError **err)
  */
 static bool walk_step(BgSnapshot *b, guint bi, uint64_t *c, GError **err)
 {
+    guint fbi;
+    uint64_t fc;
+    if (take_first(b, &fbi, &fc)) {
+        int saved = copy_ahead(b, fbi, fc, false, b->ram, err);
+        if (saved < 0 || (!saved && !walk_chunk(b, fbi, fc, err))) {
+            return false;
+        }
+        return drain_copies(b, err) && mig_writer_flush(b->w, err);
+    }
     g_mutex_lock(&b->lock);
     bool ahead = b->ahead;
     guint abi = b->ahead_block;
@@ -639,12 +753,6 @@ bool bgsnap_save(BgSnapshot *b, const BgSnapshotOps *ops, void *opaque, RamStats
 {
     b->ram = ram;
     set_thread_nice(WALK_NICE);
-    b->stop_fd = eventfd(0, EFD_CLOEXEC);
-    if (b->stop_fd < 0) {
-        g_set_error(err, VIREO_ERROR, VIREO_ERROR_FAILED, "eventfd: %s", g_strerror(errno));
-        return false;
-    }
-    b->fault_thread = g_thread_new("snapshot-faults", fault_thread, b);
     bool ok = true;
     for (guint bi = 0; ok && bi < b->blocks->len; bi++) {
         uint64_t chunks = block_chunks(g_ptr_array_index(b->blocks, bi));
@@ -663,6 +771,10 @@ bool bgsnap_save(BgSnapshot *b, const BgSnapshotOps *ops, void *opaque, RamStats
             }
         }
     }
+    if (!ok) {
+        g_atomic_int_set(&b->stopping, 1);
+    }
+    join_first_thread(b);
     stop_fault_thread(b);
     /* Every chunk is claimed by now: what the fault thread copied last is all that is left. */
     if (ok && drain_copies(b, err)) {
@@ -684,6 +796,8 @@ void bgsnap_end(BgSnapshot *b)
     if (!b) {
         return;
     }
+    g_atomic_int_set(&b->stopping, 1);
+    join_first_thread(b);
     stop_fault_thread(b);
     seal_unsealed(b, true); /* after a failure: the stream is abandoned */
     /*
@@ -708,6 +822,9 @@ void bgsnap_end(BgSnapshot *b)
     g_clear_error(&b->fault_error);
     g_queue_clear(&b->copies);
     g_queue_clear(&b->free);
+    if (b->first) {
+        g_array_unref(b->first);
+    }
     g_free(b->slots);
     if (b->pool) {
         munmap(b->pool, b->pool_size);

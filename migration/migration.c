@@ -622,6 +622,21 @@ static const BgSnapshotOps snapshot_ops = {
  * the pause while the VM runs on, and the device state after it. The
  * source keeps running afterwards, whatever happened.
  */
+/* What the paused vCPUs will write first, for the snapshot to save before the rest (at the pause). */
+static void save_footprint_first(Machine *m, BgSnapshot *snap)
+{
+    GuestSpan spans[256];
+    unsigned n = m->vcpu_footprint ? m->vcpu_footprint(m, spans, G_N_ELEMENTS(spans)) : 0;
+    for (unsigned i = 0; i < n; i++) {
+        const void *host = m->gpa_to_hva(m, spans[i].gpa, spans[i].len);
+        g_debug("background snapshot: the vCPUs point at %#" G_GINT64_MODIFIER "x-%#" G_GINT64_MODIFIER "x%s",
+                spans[i].gpa, spans[i].gpa + spans[i].len - 1, host ? "" : " (not RAM)");
+        if (host) {
+            bgsnap_save_first(snap, host, spans[i].len);
+        }
+    }
+}
+
 static gpointer snapshot_thread(gpointer p)
 {
     Migration *ms = p;
@@ -642,6 +657,9 @@ static gpointer snapshot_thread(gpointer p)
     int64_t quiet = now_us();
     bool ok = snap && save_devices(ms, devices, &err);
     int64_t saved = now_us();
+    if (ok) {
+        save_footprint_first(m, snap);
+    }
     ok = ok && bgsnap_begin(snap, &err);
     int64_t protected = now_us();
     if (ok && ms->hooks) {

@@ -138,6 +138,16 @@ static bool pc_ioeventfd(Machine *m, int fd, uint64_t addr, unsigned len, bool a
     return kvm_vm_ioeventfd(pc_of(m)->kvm, fd, addr, len, assign, err);
 }
 
+static unsigned pc_vcpu_footprint(Machine *m, GuestSpan *out, unsigned max)
+{
+    PcMachine *pc = pc_of(m);
+    unsigned n = 0;
+    for (unsigned i = 0; i < pc->nr_vcpus && n < max; i++) {
+        n += x86_vcpu_footprint(m, pc->vcpus[i], out + n, max - n);
+    }
+    return n;
+}
+
 static bool pc_dirty_log_start(Machine *m, GError **err)
 {
     return kvm_vm_dirty_log_start(pc_of(m)->kvm, err);
@@ -448,6 +458,7 @@ static Machine *pc_create(const VmConfig *cfg, GError **err)
     m->msi_unbind = pc_msi_unbind;
     m->send_msi = pc_send_msi;
     m->ioeventfd = pc_ioeventfd;
+    m->vcpu_footprint = pc_vcpu_footprint;
     m->dirty_log_start = pc_dirty_log_start;
     m->dirty_log_sync = pc_dirty_log_sync;
     m->dirty_log_stop = pc_dirty_log_stop;

@@ -6,10 +6,11 @@
  * write-protected with userfaultfd in one range each, and
  * the pages the process never touched are noted as zero: they need no
  * protection, so neither prefaulting nor UFFD_FEATURE_WP_UNPOPULATED's page
- * tables for them, and a guest's first write to one never waits. Then the
- * caller's thread walks RAM in steps while a second thread serves write
- * faults as they come, saving the faulting pages ahead of the walk, both
- * 2 MiB at a time. Each such chunk is taken on by one of the two (an
+ * tables for them, and a guest's first write to one never waits. From then
+ * on a thread serves write faults as they come, saving the faulting pages
+ * ahead of the walk, while the caller's thread walks RAM in steps, both
+ * 2 MiB at a time; the chunks the vCPUs will write first
+ * (bgsnap_save_first) go before the walk's turn. Each such chunk is taken on by one of the two (an
  * atomic bit), copied, and its protection dropped right after, which wakes
  * the writer that waited for it: a vCPU waits for a copy of its chunk,
  * never for the disk or for a lock. Into a regular file (a mapped writer)
@@ -56,7 +57,17 @@ bool bgsnap_supported(GError **err);
  * pool of copies.
  */
 BgSnapshot *bgsnap_new(GPtrArray *blocks, MigWriter *w, GError **err);
-/* The instant of the snapshot: protect the blocks. Nothing may write them during the call. */
+/*
+ * Save the chunks of [host, host + len) before the rest (in calls' order):
+ * memory the guest writes first when it runs again. At the pause, before
+ * bgsnap_begin.
+ */
+void bgsnap_save_first(BgSnapshot *b, const void *host, uint64_t len);
+/*
+ * The instant of the snapshot: protect the blocks, and start serving
+ * faults (and saving the chunks to save first). Nothing may write the
+ * blocks during the call.
+ */
 bool bgsnap_begin(BgSnapshot *b, GError **err);
 /*
  * Write every page as it was at bgsnap_begin to @w as RAM sections,

@@ -89,7 +89,7 @@ typedef struct Fixture {
     int fd;
 } Fixture;
 
-static bool setup(Fixture *f, bool to_file)
+static bool setup(Fixture *f, bool to_file, bool save_first)
 {
     if (!host_can()) {
         return false;
@@ -105,6 +105,15 @@ static bool setup(Fixture *f, bool to_file)
     g_assert_true(mig_writer_is_mapped(f->w) == to_file);
     f->snap = bgsnap_new(f->blocks, f->w, &err);
     g_assert_no_error(err);
+    if (save_first) {
+        /* As the vCPUs' registers would name them: a page, a range over two chunks, an untouched chunk, again. */
+        const size_t chunk = 2u << 20;
+        bgsnap_save_first(f->snap, f->block.host + 3 * chunk + 100, 1);
+        bgsnap_save_first(f->snap, f->block.host + 8 * chunk - RAM_PAGE_SIZE, 2 * RAM_PAGE_SIZE);
+        bgsnap_save_first(f->snap, f->block.host + 12 * chunk, chunk);
+        bgsnap_save_first(f->snap, f->block.host + 3 * chunk, RAM_PAGE_SIZE);
+        bgsnap_save_first(f->snap, f->block.host + PAGES * RAM_PAGE_SIZE, RAM_PAGE_SIZE); /* not RAM: ignored */
+    }
     g_assert_true(bgsnap_begin(f->snap, &err));
     g_assert_no_error(err);
     return true;
@@ -137,10 +146,10 @@ static GBytes *stream_data(Fixture *f)
     return g_bytes_new_take(data, len);
 }
 
-static void one_point_in_time(bool to_file)
+static void one_point_in_time(bool to_file, bool save_first)
 {
     Fixture f;
-    if (!setup(&f, to_file)) {
+    if (!setup(&f, to_file, save_first)) {
         return;
     }
     uint8_t *mem = f.block.host;
@@ -197,19 +206,30 @@ static void one_point_in_time(bool to_file)
 
 static void test_one_point_in_time(void)
 {
-    one_point_in_time(false);
+    one_point_in_time(false, false);
 }
 
 static void test_one_point_in_time_file(void)
 {
-    one_point_in_time(true);
+    one_point_in_time(true, false);
+}
+
+/* Chunks saved first (the walk takes them before its turn; to a file, a thread of their own too). */
+static void test_first_chunks(void)
+{
+    one_point_in_time(false, true);
+}
+
+static void test_first_chunks_file(void)
+{
+    one_point_in_time(true, true);
 }
 
 /* A cancel midway fails the save, and bgsnap_end leaves nothing protected. */
 static void test_cancel(void)
 {
     Fixture f;
-    if (!setup(&f, false)) {
+    if (!setup(&f, false, false)) {
         return;
     }
     uint8_t *mem = f.block.host;
@@ -237,6 +257,8 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/background-snapshot/one-point-in-time", test_one_point_in_time);
     g_test_add_func("/background-snapshot/one-point-in-time-file", test_one_point_in_time_file);
+    g_test_add_func("/background-snapshot/first-chunks", test_first_chunks);
+    g_test_add_func("/background-snapshot/first-chunks-file", test_first_chunks_file);
     g_test_add_func("/background-snapshot/cancel", test_cancel);
     return g_test_run();
 }

@@ -27,6 +27,11 @@ typedef struct KvmVcpu KvmVcpu;
 typedef void (*MachineDirtyFn)(void *hva, uint64_t pages, const uint64_t *bitmap, void *opaque);
 typedef struct VmConfig VmConfig;
 
+/* A range of guest-physical memory. */
+typedef struct GuestSpan {
+    uint64_t gpa, len;
+} GuestSpan;
+
 struct Machine {
     /*
      * The big lock: held by a vCPU thread while it emulates a device and by
@@ -56,6 +61,13 @@ struct Machine {
     void (*msi_unbind)(Machine *m, int handle, int fd);
     void (*send_msi)(Machine *m, uint64_t addr, uint32_t data);
     bool (*ioeventfd)(Machine *m, int fd, uint64_t addr, unsigned len, bool assign, GError **err);
+    /*
+     * Guest-physical memory the stopped vCPUs' registers point at, which
+     * the guest writes first when it runs again (a background snapshot
+     * saves it first): up to @max spans into @out, how many. NULL where
+     * unknown.
+     */
+    unsigned (*vcpu_footprint)(Machine *m, GuestSpan *out, unsigned max);
     /*
      * The log of guest pages the vCPUs write, for live migration (NULL
      * where there is none). sync calls @fn for each piece of RAM with a bit
