@@ -63,7 +63,7 @@ static void add_linear(Footprint *f, KvmVcpu *vcpu, uint64_t linear)
     }
 }
 
-/* The kernel stack the vCPU enters the kernel on: RSP0 in its TSS, at byte 4. */
+/* RSP0 in the vCPU's 64-bit TSS (byte 4): the stack it enters the kernel on. */
 static uint64_t tss_rsp0(Machine *m, KvmVcpu *vcpu, uint64_t tss)
 {
     uint64_t gpa, rsp0 = 0;
@@ -106,10 +106,6 @@ unsigned x86_vcpu_footprint(Machine *m, KvmVcpu *vcpu, GuestSpan *out, unsigned 
         uint64_t rsp0 = tss_rsp0(m, vcpu, s.tr.base);
         if (rsp0) {
             add_linear(&f, vcpu, rsp0 - 8);
-        }
-        struct kvm_regs r;
-        if (ioctl(fd, KVM_GET_REGS, &r) == 0) {
-            add_linear(&f, vcpu, r.rsp - 8);
         }
     }
     for (unsigned i = 0; i < G_N_ELEMENTS(paravirt); i++) {
