@@ -22,6 +22,11 @@
 #define MSR_GS_BASE 0xc0000101
 #define MSR_KERNEL_GS_BASE 0xc0000102
 #define CR0_PG 0x80000000u
+#define CR4_LA57 (1u << 12)
+#define EFER_LMA (1u << 10)
+#define PTE_PRESENT 1ull
+#define PTE_LARGE 0x80ull
+#define PTE_ADDR 0x000ffffffffff000ull
 #define PAGE_4K 4096ull
 #define PAGE_MASK_4K (~(PAGE_4K - 1))
 #define CHUNK (2ull << 20)
@@ -33,20 +38,57 @@
 #define IMAGE_BELOW 8
 #define IMAGE_ABOVE 4
 
-static bool translate(KvmVcpu *vcpu, uint64_t linear, uint64_t *gpa)
-{
-    struct kvm_translation tr = { .linear_address = linear };
-    if (ioctl(kvm_vcpu_fd(vcpu), KVM_TRANSLATE, &tr) < 0 || !tr.valid) {
-        return false;
-    }
-    *gpa = tr.physical_address;
-    return true;
-}
-
 typedef struct Footprint {
+    Machine *m;
+    KvmVcpu *vcpu;
+    struct kvm_sregs s;
     GuestSpan *out;
     unsigned max, n;
 } Footprint;
+
+/* One 8-byte word of guest RAM, 0 where there is none. */
+static uint64_t read_word(Machine *m, uint64_t gpa)
+{
+    uint64_t v = 0;
+    const void *p = m->gpa_to_hva(m, gpa, 8);
+    if (p) {
+        memcpy(&v, p, 8);
+    }
+    return v;
+}
+
+/*
+ * @linear through the vCPU's page tables. In long mode by walking them
+ * here, permissions aside: KVM_TRANSLATE walks as a supervisor access, which
+ * SMAP refuses for user pages (the stack of a program the vCPU was running
+ * did not translate in the test rig). Otherwise KVM_TRANSLATE.
+ */
+static bool translate(Footprint *f, uint64_t linear, uint64_t *gpa)
+{
+    if (!(f->s.efer & EFER_LMA)) {
+        struct kvm_translation tr = { .linear_address = linear };
+        if (ioctl(kvm_vcpu_fd(f->vcpu), KVM_TRANSLATE, &tr) < 0 || !tr.valid) {
+            return false;
+        }
+        *gpa = tr.physical_address;
+        return true;
+    }
+    uint64_t table = f->s.cr3 & PTE_ADDR;
+    for (unsigned level = f->s.cr4 & CR4_LA57 ? 5 : 4; level >= 1; level--) {
+        unsigned shift = 12 + 9 * (level - 1);
+        uint64_t entry = read_word(f->m, table + ((linear >> shift) & 511) * 8);
+        if (!(entry & PTE_PRESENT)) {
+            return false;
+        }
+        if (level == 1 || ((level == 2 || level == 3) && (entry & PTE_LARGE))) {
+            uint64_t offset = linear & ((1ull << shift) - 1);
+            *gpa = (entry & PTE_ADDR & ~((1ull << shift) - 1)) | offset;
+            return true;
+        }
+        table = entry & PTE_ADDR;
+    }
+    return false;
+}
 
 static void add(Footprint *f, uint64_t gpa, uint64_t len)
 {
@@ -55,24 +97,12 @@ static void add(Footprint *f, uint64_t gpa, uint64_t len)
     }
 }
 
-static void add_linear(Footprint *f, KvmVcpu *vcpu, uint64_t linear)
+static void add_linear(Footprint *f, uint64_t linear)
 {
     uint64_t gpa;
-    if (linear && translate(vcpu, linear, &gpa)) {
+    if (linear && translate(f, linear, &gpa)) {
         add(f, gpa & PAGE_MASK_4K, PAGE_4K);
     }
-}
-
-/* RSP0 in the vCPU's 64-bit TSS (byte 4): the stack it enters the kernel on. */
-static uint64_t tss_rsp0(Machine *m, KvmVcpu *vcpu, uint64_t tss)
-{
-    uint64_t gpa, rsp0 = 0;
-    const void *p = translate(vcpu, tss + 4, &gpa) && (gpa & (PAGE_4K - 1)) <= PAGE_4K - 8
-                        ? m->gpa_to_hva(m, gpa, 8) : NULL;
-    if (p) {
-        memcpy(&rsp0, p, 8);
-    }
-    return rsp0;
 }
 
 /* One MSR, 0 if KVM has none by that index. */
@@ -91,22 +121,27 @@ unsigned x86_vcpu_footprint(Machine *m, KvmVcpu *vcpu, GuestSpan *out, unsigned 
     static const uint32_t paravirt[] = { MSR_KVM_SYSTEM_TIME_NEW, MSR_KVM_SYSTEM_TIME, MSR_KVM_STEAL_TIME,
                                          MSR_KVM_PV_EOI_EN, MSR_KVM_ASYNC_PF_EN };
     int fd = kvm_vcpu_fd(vcpu);
-    struct kvm_sregs s;
-    if (ioctl(fd, KVM_GET_SREGS, &s) < 0) {
+    Footprint f = { .m = m, .vcpu = vcpu, .out = out, .max = max };
+    struct kvm_regs r;
+    if (ioctl(fd, KVM_GET_SREGS, &f.s) < 0 || ioctl(fd, KVM_GET_REGS, &r) < 0) {
         return 0; /* nothing to say: the snapshot just walks in order */
     }
-    Footprint f = { out, max, 0 };
-    bool paging = s.cr0 & CR0_PG;
+    bool paging = f.s.cr0 & CR0_PG;
     if (paging) {
-        add_linear(&f, vcpu, read_msr(fd, MSR_GS_BASE));
-        add_linear(&f, vcpu, read_msr(fd, MSR_KERNEL_GS_BASE));
-        add_linear(&f, vcpu, s.gdt.base);
-        add_linear(&f, vcpu, s.tr.base);
-        add(&f, s.cr3 & PAGE_MASK_4K, PAGE_4K);
-        uint64_t rsp0 = tss_rsp0(m, vcpu, s.tr.base);
-        if (rsp0) {
-            add_linear(&f, vcpu, rsp0 - 8);
+        add_linear(&f, read_msr(fd, MSR_GS_BASE));
+        add_linear(&f, read_msr(fd, MSR_KERNEL_GS_BASE));
+        add_linear(&f, f.s.gdt.base);
+        add_linear(&f, f.s.tr.base);
+        add(&f, f.s.cr3 & PAGE_MASK_4K, PAGE_4K);
+        /* The stack the vCPU enters the kernel on (RSP0, byte 4 of the 64-bit TSS), and the one it is on. */
+        uint64_t tss_rsp0;
+        if (translate(&f, f.s.tr.base + 4, &tss_rsp0)) {
+            uint64_t rsp0 = read_word(m, tss_rsp0);
+            if (rsp0) {
+                add_linear(&f, rsp0 - 8);
+            }
         }
+        add_linear(&f, r.rsp - 8);
     }
     for (unsigned i = 0; i < G_N_ELEMENTS(paravirt); i++) {
         uint64_t v = read_msr(fd, paravirt[i]);
@@ -118,10 +153,10 @@ unsigned x86_vcpu_footprint(Machine *m, KvmVcpu *vcpu, GuestSpan *out, unsigned 
         return f.n; /* a boot loader, not a kernel */
     }
     uint64_t idt, entry = 0, lstar = read_msr(fd, MSR_LSTAR);
-    if (translate(vcpu, s.idt.base, &idt)) {
+    if (translate(&f, f.s.idt.base, &idt)) {
         /* From the IDT's chunk up, then down towards the system-call entry (the image's text). */
         uint64_t base = idt / CHUNK * CHUNK;
-        uint64_t floor = lstar && translate(vcpu, lstar, &entry) && entry <= base ? entry / CHUNK * CHUNK : 0;
+        uint64_t floor = lstar && translate(&f, lstar, &entry) && entry <= base ? entry / CHUNK * CHUNK : 0;
         for (unsigned i = 0; i < IMAGE_ABOVE; i++) {
             add(&f, base + i * CHUNK, CHUNK);
         }
