@@ -152,7 +152,33 @@ want = next_gen(deferred)
 deferred.finish()
 byfd = restored_from("file:" + fdfile)
 check(byfd.wait_gen(last, "restored from what fd: wrote")[0] == want, "the stream written to fd:NAME restores")
+
+# 5b. unix: live, then file: at an offset (the bytes before it are kept, the load reads from there).
+sock = os.path.join(workdir, "mig.sock")
+by_unix = Vm("-incoming", f"unix:{sock}")
+byfd.cmd("migrate", uri=f"unix:{sock}")
+check(byfd.wait_migration()["status"] == "completed", "live migration over unix:PATH completed")
+last = byfd.gens()[-1]
+want = next_gen(byfd)
 byfd.finish()
+check(by_unix.wait_gen(last, "the guest migrated over unix: goes on")[0] == want,
+      "after migration over unix:PATH memcount goes on, memory intact")
+container = os.path.join(workdir, "container")
+head = b"VIREO-TEST-HEADER" * 241  # 4097 bytes the save must keep
+with open(container, "wb") as f:
+    f.write(head + b"old stream bytes, replaced")
+by_unix.cmd("stop")
+by_unix.cmd("migrate", uri=f"file:{container},offset={len(head)}")
+check(by_unix.wait_migration()["status"] == "completed", f"migrate to file:PATH,offset={len(head)} completed")
+check(open(container, "rb").read(len(head)) == head, "the bytes before the offset are kept")
+last = by_unix.gens()[-1]
+want = next_gen(by_unix)
+by_unix.finish()
+at_offset = restored_from(f"file:{container},offset={len(head)}")
+at_offset.cmd("cont")
+check(at_offset.wait_gen(last, "the guest restored from an offset goes on")[0] == want,
+      "-incoming file:PATH,offset=N restores the stream saved there")
+at_offset.finish()
 
 # 6. Bad streams: one clear line, exit status 1, no crash.
 data = open(snap, "rb").read()

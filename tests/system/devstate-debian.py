@@ -19,6 +19,7 @@ from thread_stacks import thread_stacks
 # leaves room, inside the rig's (180 s), to say where it stopped (a guest that stalls in the rig, docs/rig.md).
 BOOT_TIMEOUT = 90
 STEP_TIMEOUT = 120
+CONNECT_TIMEOUT = 30
 RESTORED_TIMEOUT = 90
 SAVE_AT = "@tick 15"
 
@@ -57,13 +58,19 @@ async def start(name, extra=()):
                                                 stdout=out, stderr=out)
     out.close()
     qmp = QMPClient(name)
-    deadline = time.monotonic() + STEP_TIMEOUT
+    # Each try bounded too: a VMM that accepts but never greets would hold connect() past the rig's limit.
+    deadline = time.monotonic() + CONNECT_TIMEOUT
     while True:
         try:
-            await qmp.connect(os.path.join(tmp, name + ".qmp"))
+            await asyncio.wait_for(qmp.connect(os.path.join(tmp, name + ".qmp")), max(deadline - time.monotonic(), 1))
             break
-        except Exception:
+        except Exception as e:
             if proc.returncode is not None or time.monotonic() > deadline:
+                print(f"FAIL: {name}: no QMP greeting in {CONNECT_TIMEOUT} s ({type(e).__name__} {e}); "
+                      f"exit status {proc.returncode}", flush=True)
+                for line in thread_stacks(proc.pid) if proc.returncode is None else []:
+                    print(f"  {name}: {line}", flush=True)
+                show(log)
                 raise
             await asyncio.sleep(0.2)
     return proc, qmp, log
