@@ -15,8 +15,9 @@ import time
 from qemu.qmp import QMPClient
 from thread_stacks import thread_stacks
 
-# The source reaches its save point in 20-40 s and the restored guest's run takes 15-25 s: each limit
-# leaves room, inside the rig's (180 s), to say where it stopped (a guest that stalls in the rig, docs/rig.md).
+# The source reaches its save point in 20-40 s and the restored guest's run takes 15-25 s: the limits
+# (and the 10 s each of diagnose's questions) leave room, inside the rig's 180 s, to say where it stopped
+# (a guest that stalls in the rig, docs/rig.md).
 BOOT_TIMEOUT = 90
 STEP_TIMEOUT = 120
 CONNECT_TIMEOUT = 30
@@ -107,7 +108,7 @@ async def diagnose(name, proc, qmp):
     """Where a VMM whose guest stopped making progress is: its migration, its run state, its threads."""
     for cmd in ("query-migrate", "query-status"):
         try:
-            print(f"  {name}: {cmd}: {await asyncio.wait_for(qmp.execute(cmd), 30)}", flush=True)
+            print(f"  {name}: {cmd}: {await asyncio.wait_for(qmp.execute(cmd), 10)}", flush=True)
         except Exception as e:
             print(f"  {name}: {cmd}: no answer ({type(e).__name__} {e})", flush=True)
     for line in thread_stacks(proc.pid):
