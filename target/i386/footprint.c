@@ -7,10 +7,11 @@
  *
  * In the rig the first 14 or so write faults after a snapshot's pause
  * came, every time, before any program ran: the per-CPU area (the chunk
- * of the GS base, GDT and TSS), the page tables (CR3), KVM's own
- * paravirtual areas (kvmclock, steal time: KVM writes them as the vCPU
- * enters), and the 2 MiB chunks of the kernel's data around its IDT,
- * which KASLR puts anywhere.
+ * of the GS base, GDT and TSS, where KVM's steal-time area lies too), the
+ * page tables (CR3), the 2 MiB chunks of the kernel's data around its IDT,
+ * which KASLR puts anywhere, and the stack of the program that was
+ * running; then slab memory, which no register names. KVM's paravirtual
+ * areas are added because KVM itself writes them as the vCPU enters.
  */
 #define G_LOG_DOMAIN "cpu"
 #include "target/i386/cpu.h"
