@@ -713,40 +713,43 @@ static bool walk_chunk(BgSnapshot *b, guint bi, uint64_t c, GError **err)
     return true;
 }
 
+/* Claim the chunk after the last one saved ahead, if nobody has it yet. */
+static bool take_ahead(BgSnapshot *b, guint *bi, uint64_t *c)
+{
+    g_mutex_lock(&b->lock);
+    bool ahead = b->ahead;
+    *bi = b->ahead_block;
+    *c = b->ahead_chunk;
+    b->ahead = false;
+    g_mutex_unlock(&b->lock);
+    return ahead && claim(b, *bi, *c);
+}
+
+/* Save chunk @c of block @bi, claimed by the walk out of its turn: into the pool as a fault's is, else (pool full) as the walk saves its own. */
+static bool save_out_of_turn(BgSnapshot *b, guint bi, uint64_t c, GError **err)
+{
+    int saved = copy_ahead(b, bi, c, false, b->ram, err);
+    return saved > 0 || (saved == 0 && walk_chunk(b, bi, c, err));
+}
+
 /*
- * One walk step: the chunk after the last one saved ahead, if nobody has
- * it yet (a guest writing along its memory then finds its next chunks
- * saved, two threads copying them), copied into the pool as a fault's
- * would be; else chunk *@c of block @bi, and *@c advances. Then what is
- * in the pool is written out.
+ * One walk step: the next chunk to save first; else the chunk after the
+ * last one saved ahead, if nobody has it yet (a guest writing along its
+ * memory then finds its next chunks saved, two threads copying them);
+ * either copied into the pool as a fault's would be. Else chunk *@c of
+ * block @bi, and *@c advances. Then what is in the pool is written out.
  */
 static bool walk_step(BgSnapshot *b, guint bi, uint64_t *c, GError **err)
 {
-    guint fbi;
-    uint64_t fc;
-    if (take_first(b, &fbi, &fc)) {
-        int saved = copy_ahead(b, fbi, fc, false, b->ram, err);
-        if (saved < 0 || (!saved && !walk_chunk(b, fbi, fc, err))) {
-            return false;
-        }
-        return drain_copies(b, err) && mig_writer_flush(b->w, err);
+    guint obi;
+    uint64_t oc;
+    bool ok;
+    if (take_first(b, &obi, &oc) || take_ahead(b, &obi, &oc)) {
+        ok = save_out_of_turn(b, obi, oc, err);
+    } else {
+        ok = !claim(b, bi, (*c)++) || walk_chunk(b, bi, *c - 1, err);
     }
-    g_mutex_lock(&b->lock);
-    bool ahead = b->ahead;
-    guint abi = b->ahead_block;
-    uint64_t ac = b->ahead_chunk;
-    b->ahead = false;
-    g_mutex_unlock(&b->lock);
-    int saved = 0;
-    if (ahead && claim(b, abi, ac)) {
-        saved = copy_ahead(b, abi, ac, false, b->ram, err);
-        if (!saved && !walk_chunk(b, abi, ac, err)) {
-            return false;
-        }
-    } else if (claim(b, bi, (*c)++) && !walk_chunk(b, bi, *c - 1, err)) {
-        return false;
-    }
-    return saved >= 0 && drain_copies(b, err) && mig_writer_flush(b->w, err);
+    return ok && drain_copies(b, err) && mig_writer_flush(b->w, err);
 }
 
 bool bgsnap_save(BgSnapshot *b, const BgSnapshotOps *ops, void *opaque, RamStats *ram, GError **err)
