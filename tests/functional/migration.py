@@ -16,6 +16,19 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from memcount_vm import STEP, Vm, check, next_gen, restored_from, workdir  # noqa: E402
 
+
+
+def goes_on(src, dst, what):
+    """@src has migrated to @dst, which runs: @src goes, and memcount goes on at @dst exactly where it
+    stopped. Returns @src's last generation."""
+    last = src.gens()[-1]
+    want = next_gen(src)
+    src.finish()
+    g = dst.wait_gen(last, f"{what}: the guest goes on at the destination")
+    check(g[0] == want, f"{what}: memcount goes on at gen {g[0]} after gen {want - 1}, memory intact")
+    return last
+
+
 # 1. Save to a file, the source stays in postmigrate; restore in a new process.
 src = Vm()
 saved_gen = src.wait_gen(3, "the guest runs")[-1]
@@ -52,12 +65,8 @@ r = dst.wait_migration()
 check(r["status"] == "completed", f"live migration over TCP completed (downtime {r.get('downtime')} ms, "
       f"{r['ram']['dirty-sync-count']} dirty syncs)")
 check(dst.cmd("query-status")["status"] == "postmigrate", "the live source ends in postmigrate")
-last = dst.gens()[-1]
+last = goes_on(dst, live_dst, "after live migration")
 check(last >= before, "the guest ran during the live migration")
-want = next_gen(dst)
-dst.finish()
-g = live_dst.wait_gen(last, "the migrated guest goes on")
-check(g[0] == want, f"after live migration memcount goes on at gen {g[0]} after gen {want - 1}, memory intact")
 
 # 3. Cancel midway: slow it to a crawl, cancel; the source runs on.
 cancel_dst = Vm("-incoming", f"tcp:127.0.0.1:{port + 1}")
@@ -88,11 +97,7 @@ live_dst.wait_gen(g + 2, "the guest resumed during its migration writes")
 live_dst.cmd("migrate-set-parameters", **{"max-bandwidth": 0})
 r = live_dst.wait_migration()
 check(r["status"] == "completed", "the migration of a VM resumed midway completed")
-last = live_dst.gens()[-1]
-want = next_gen(live_dst)
-live_dst.finish()
-g = resumed_dst.wait_gen(last, "the guest resumed during its migration goes on at the destination")
-check(g[0] == want, f"resumed during its migration: memcount goes on at gen {g[0]} after gen {want - 1}, memory intact")
+goes_on(live_dst, resumed_dst, "resumed during its migration")
 live_dst = resumed_dst
 live_dst.cmd("migrate-set-parameters", **{"max-bandwidth": 100000, "downtime-limit": 1})
 
@@ -106,11 +111,7 @@ for _ in range(3):
 live_dst.cmd("migrate-set-parameters", **{"max-bandwidth": 0})
 r = live_dst.wait_migration()
 check(r["status"] == "completed", f"a live migration across 3 resets completed ({r['ram']['dirty-sync-count']} dirty syncs)")
-last = live_dst.gens()[-1]
-want = next_gen(live_dst)
-live_dst.finish()
-g = reset_dst.wait_gen(last, "the guest reset during its migration goes on at the destination")
-check(g[0] == want, f"reset during its migration: memcount goes on at gen {g[0]} after gen {want - 1}, memory intact")
+goes_on(live_dst, reset_dst, "reset during its migration")
 live_dst = reset_dst
 live_dst.cmd("migrate-set-parameters", **{"max-bandwidth": 100000, "downtime-limit": 1})
 
@@ -158,11 +159,7 @@ sock = os.path.join(workdir, "mig.sock")
 by_unix = Vm("-incoming", f"unix:{sock}")
 byfd.cmd("migrate", uri=f"unix:{sock}")
 check(byfd.wait_migration()["status"] == "completed", "live migration over unix:PATH completed")
-last = byfd.gens()[-1]
-want = next_gen(byfd)
-byfd.finish()
-check(by_unix.wait_gen(last, "the guest migrated over unix: goes on")[0] == want,
-      "after migration over unix:PATH memcount goes on, memory intact")
+goes_on(byfd, by_unix, "after migration over unix:PATH")
 container = os.path.join(workdir, "container")
 head = b"VIREO-TEST-HEADER" * 241  # 4097 bytes the save must keep
 with open(container, "wb") as f:
