@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #define WORD_PAGES 64
@@ -629,8 +630,6 @@ static void save_footprint_first(Machine *m, BgSnapshot *snap)
     unsigned n = m->vcpu_footprint ? m->vcpu_footprint(m, spans, G_N_ELEMENTS(spans)) : 0;
     for (unsigned i = 0; i < n; i++) {
         const void *host = m->gpa_to_hva(m, spans[i].gpa, spans[i].len);
-        g_debug("background snapshot: the vCPUs point at %#" G_GINT64_MODIFIER "x-%#" G_GINT64_MODIFIER "x%s",
-                spans[i].gpa, spans[i].gpa + spans[i].len - 1, host ? "" : " (not RAM)");
         if (host) {
             bgsnap_save_first(snap, host, spans[i].len);
         }
@@ -650,6 +649,8 @@ static gpointer snapshot_thread(gpointer p)
     mig_write_header(w, ms->fingerprint);
     snap = bgsnap_new(m->ram_blocks, w, &err);
     g_mutex_lock(&m->lock);
+    struct rusage before, after;
+    getrusage(RUSAGE_THREAD, &before);
     int64_t pause_start = now_us();
     ms->ops->stop(ms->opaque);
     int64_t stopped = now_us();
@@ -660,16 +661,20 @@ static gpointer snapshot_thread(gpointer p)
     if (ok) {
         save_footprint_first(m, snap);
     }
+    int64_t pointed = now_us();
     ok = ok && bgsnap_begin(snap, &err);
     int64_t protected = now_us();
     if (ok && ms->hooks) {
         ok = ms->hooks->paused(ms->hooks_opaque, &err);
     }
     ms->ops->resume(ms->opaque);
+    getrusage(RUSAGE_THREAD, &after);
     g_debug("background snapshot pause: stop %" G_GINT64_FORMAT " us, quiesce %" G_GINT64_FORMAT
-            " us, devices %" G_GINT64_FORMAT " us, protect %" G_GINT64_FORMAT " us, hooks and resume %"
-            G_GINT64_FORMAT " us", stopped - pause_start, quiet - stopped, saved - quiet, protected - saved,
-            now_us() - protected);
+            " us, devices %" G_GINT64_FORMAT " us, footprint %" G_GINT64_FORMAT " us, protect %" G_GINT64_FORMAT
+            " us, hooks and resume %" G_GINT64_FORMAT " us; page faults %ld (%ld read from disk)",
+            stopped - pause_start, quiet - stopped, saved - quiet, pointed - saved, protected - pointed,
+            now_us() - protected, after.ru_minflt - before.ru_minflt + after.ru_majflt - before.ru_majflt,
+            after.ru_majflt - before.ru_majflt);
     g_mutex_unlock(&m->lock);
     g_mutex_lock(&ms->mutex);
     ms->stats.downtime_us = now_us() - pause_start;

@@ -143,7 +143,7 @@ static unsigned pc_vcpu_footprint(Machine *m, GuestSpan *out, unsigned max)
     PcMachine *pc = pc_of(m);
     unsigned n = 0;
     for (unsigned i = 0; i < pc->nr_vcpus && n < max; i++) {
-        n += x86_vcpu_footprint(m, pc->vcpus[i], out + n, max - n);
+        n += x86_vcpu_footprint(m, &pc->cpu_state[i], out + n, max - n);
     }
     return n;
 }

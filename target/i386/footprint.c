@@ -1,26 +1,32 @@
 /*
- * Where a paused x86 guest writes first when it runs again, read from its
- * vCPUs' registers: the background snapshot saves those chunks of RAM
+ * Where a paused x86 guest writes first when it runs again, read from the
+ * vCPU state just saved: the background snapshot saves those chunks of RAM
  * before the rest, so that the guest, back from the pause, finds them
- * unprotected instead of faulting on them one after the other (1.5-5 ms
+ * unprotected instead of faulting on them one after the other (1-3 ms
  * each in the test rig, while the vCPU waits; docs/migration.md).
  *
- * In the rig the first 14 or so write faults after a snapshot's pause
- * came, every time, before any program ran: the per-CPU area (the chunk
- * of the GS base, GDT and TSS, where KVM's steal-time area lies too), the
- * page tables (CR3), the 2 MiB chunks of the kernel's data around its IDT,
- * which KASLR puts anywhere, and the stack of the program that was
+ * In the rig the first write faults after a snapshot's pause came, every
+ * time, before any program ran: the per-CPU area (the chunk of the GS
+ * base, GDT and TSS, where KVM's steal-time area lies too), the page
+ * tables (CR3), the 2 MiB chunks of the kernel's data around its IDT,
+ * which KASLR puts anywhere, the stack and data of the program that was
  * running; then slab memory, which no register names. KVM's paravirtual
  * areas are added because KVM itself writes them as the vCPU enters.
+ *
+ * The slab chunks can be found through the pointers in the per-CPU area:
+ * all of them were among the chunks its first 256 KiB point into. But
+ * there were some 30 of those, and with them in the list (and the scan
+ * in the pause) bench/bgsnap's worst stall doubled (median 48 ms against
+ * 23, 5 rounds each, alternated in one rig run): the guest got to the ones
+ * it wrote before the snapshot's threads did either way.
  */
 #define G_LOG_DOMAIN "cpu"
-#include "target/i386/cpu.h"
+#include "target/i386/cpu-state.h"
 #include <asm/kvm_para.h>
 #include <string.h>
 #include <sys/ioctl.h>
 
 #define MSR_LSTAR 0xc0000082
-#define MSR_GS_BASE 0xc0000101
 #define MSR_KERNEL_GS_BASE 0xc0000102
 #define CR0_PG 0x80000000u
 #define CR4_LA57 (1u << 12)
@@ -41,8 +47,7 @@
 
 typedef struct Footprint {
     Machine *m;
-    KvmVcpu *vcpu;
-    struct kvm_sregs s;
+    const X86CpuState *s;
     GuestSpan *out;
     unsigned max, n;
 } Footprint;
@@ -58,6 +63,16 @@ static uint64_t read_word(Machine *m, uint64_t gpa)
     return v;
 }
 
+static uint64_t saved_msr(const X86CpuState *s, uint32_t index)
+{
+    for (unsigned i = 0; i < s->nmsrs; i++) {
+        if (s->msrs[i].index == index) {
+            return s->msrs[i].value;
+        }
+    }
+    return 0;
+}
+
 /*
  * @linear through the vCPU's page tables. In long mode by walking them
  * here, permissions aside: KVM_TRANSLATE walks as a supervisor access, which
@@ -66,16 +81,17 @@ static uint64_t read_word(Machine *m, uint64_t gpa)
  */
 static bool translate(Footprint *f, uint64_t linear, uint64_t *gpa)
 {
-    if (!(f->s.efer & EFER_LMA)) {
+    const struct kvm_sregs *s = &f->s->sregs;
+    if (!(s->efer & EFER_LMA)) {
         struct kvm_translation tr = { .linear_address = linear };
-        if (ioctl(kvm_vcpu_fd(f->vcpu), KVM_TRANSLATE, &tr) < 0 || !tr.valid) {
+        if (ioctl(kvm_vcpu_fd(f->s->vcpu), KVM_TRANSLATE, &tr) < 0 || !tr.valid) {
             return false;
         }
         *gpa = tr.physical_address;
         return true;
     }
-    uint64_t table = f->s.cr3 & PTE_ADDR;
-    for (unsigned level = f->s.cr4 & CR4_LA57 ? 5 : 4; level >= 1; level--) {
+    uint64_t table = s->cr3 & PTE_ADDR;
+    for (unsigned level = s->cr4 & CR4_LA57 ? 5 : 4; level >= 1; level--) {
         unsigned shift = 12 + 9 * (level - 1);
         uint64_t entry = read_word(f->m, table + ((linear >> shift) & 511) * 8);
         if (!(entry & PTE_PRESENT)) {
@@ -106,46 +122,38 @@ static void add_linear(Footprint *f, uint64_t linear)
     }
 }
 
-/* One MSR, 0 if KVM has none by that index. */
-static uint64_t read_msr(int fd, uint32_t index)
-{
-    struct {
-        struct kvm_msrs hdr;
-        struct kvm_msr_entry e;
-    } msr = { .hdr.nmsrs = 1, .e.index = index };
-    return ioctl(fd, KVM_GET_MSRS, &msr) == 1 ? msr.e.data : 0;
-}
-
-unsigned x86_vcpu_footprint(Machine *m, KvmVcpu *vcpu, GuestSpan *out, unsigned max)
+unsigned x86_vcpu_footprint(Machine *m, const X86CpuState *s, GuestSpan *out, unsigned max)
 {
     /* KVM's paravirtual areas (guest-physical, bit 0 "on"): KVM itself writes them as the vCPU runs. */
     static const uint32_t paravirt[] = { MSR_KVM_SYSTEM_TIME_NEW, MSR_KVM_SYSTEM_TIME, MSR_KVM_STEAL_TIME,
                                          MSR_KVM_PV_EOI_EN, MSR_KVM_ASYNC_PF_EN };
-    int fd = kvm_vcpu_fd(vcpu);
-    Footprint f = { .m = m, .vcpu = vcpu, .out = out, .max = max };
-    struct kvm_regs r;
-    if (ioctl(fd, KVM_GET_SREGS, &f.s) < 0 || ioctl(fd, KVM_GET_REGS, &r) < 0) {
-        return 0; /* nothing to say: the snapshot just walks in order */
-    }
-    bool paging = f.s.cr0 & CR0_PG;
+    Footprint f = { .m = m, .s = s, .out = out, .max = max };
+    const struct kvm_regs *r = &s->regs;
+    bool paging = s->sregs.cr0 & CR0_PG;
     if (paging) {
-        add_linear(&f, read_msr(fd, MSR_GS_BASE));
-        add_linear(&f, read_msr(fd, MSR_KERNEL_GS_BASE));
-        add_linear(&f, f.s.gdt.base);
-        add_linear(&f, f.s.tr.base);
-        add(&f, f.s.cr3 & PAGE_MASK_4K, PAGE_4K);
+        add_linear(&f, s->sregs.gs.base);
+        add_linear(&f, saved_msr(s, MSR_KERNEL_GS_BASE));
+        add_linear(&f, s->sregs.gdt.base);
+        add_linear(&f, s->sregs.tr.base);
+        add(&f, s->sregs.cr3 & PAGE_MASK_4K, PAGE_4K);
         /* The stack the vCPU enters the kernel on (RSP0, byte 4 of the 64-bit TSS), and the one it is on. */
         uint64_t tss_rsp0;
-        if (translate(&f, f.s.tr.base + 4, &tss_rsp0)) {
+        if (translate(&f, s->sregs.tr.base + 4, &tss_rsp0)) {
             uint64_t rsp0 = read_word(m, tss_rsp0);
             if (rsp0) {
                 add_linear(&f, rsp0 - 8);
             }
         }
-        add_linear(&f, r.rsp - 8);
+        add_linear(&f, r->rsp - 8);
+        /* What the program or kernel was working on: a writer's buffer, in bench/bgsnap. */
+        const uint64_t gprs[] = { r->rax, r->rbx, r->rcx, r->rdx, r->rsi, r->rdi, r->rbp, r->r8,
+                                  r->r9,  r->r10, r->r11, r->r12, r->r13, r->r14, r->r15 };
+        for (unsigned i = 0; i < G_N_ELEMENTS(gprs); i++) {
+            add_linear(&f, gprs[i]);
+        }
     }
     for (unsigned i = 0; i < G_N_ELEMENTS(paravirt); i++) {
-        uint64_t v = read_msr(fd, paravirt[i]);
+        uint64_t v = saved_msr(s, paravirt[i]);
         if (v & 1) {
             add(&f, v & PAGE_MASK_4K, PAGE_4K);
         }
@@ -153,8 +161,8 @@ unsigned x86_vcpu_footprint(Machine *m, KvmVcpu *vcpu, GuestSpan *out, unsigned 
     if (!paging) {
         return f.n; /* a boot loader, not a kernel */
     }
-    uint64_t idt, entry = 0, lstar = read_msr(fd, MSR_LSTAR);
-    if (translate(&f, f.s.idt.base, &idt)) {
+    uint64_t idt, entry = 0, lstar = saved_msr(s, MSR_LSTAR);
+    if (translate(&f, s->sregs.idt.base, &idt)) {
         /* From the IDT's chunk up, then down towards the system-call entry (the image's text). */
         uint64_t base = idt / CHUNK * CHUNK;
         uint64_t floor = lstar && translate(&f, lstar, &entry) && entry <= base ? entry / CHUNK * CHUNK : 0;

@@ -62,10 +62,11 @@ struct Machine {
     void (*send_msi)(Machine *m, uint64_t addr, uint32_t data);
     bool (*ioeventfd)(Machine *m, int fd, uint64_t addr, unsigned len, bool assign, GError **err);
     /*
-     * Guest-physical memory the stopped vCPUs' registers point at, which
-     * the guest writes first when it runs again (a background snapshot
-     * saves it first): up to @max spans into @out, how many. NULL where
-     * unknown.
+     * Guest-physical memory the stopped vCPUs' state points at, which the
+     * guest writes first when it runs again (a background snapshot saves
+     * it first), most likely first: up to @max spans into @out, how many.
+     * Read from the state just saved, so called right after a save of the
+     * device state. NULL where unknown.
      */
     unsigned (*vcpu_footprint)(Machine *m, GuestSpan *out, unsigned max);
     /*

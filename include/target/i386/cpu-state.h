@@ -32,6 +32,14 @@ typedef struct X86CpuState {
 
 extern const VMStateDescription x86_cpu_vmsd;
 
+/*
+ * The guest-physical memory a stopped vCPU's kernel writes first when it
+ * runs again, from the state @s its last save read
+ * (target/i386/footprint.c): up to @max spans into @out, how many.
+ * With paging off, only KVM's paravirtual areas.
+ */
+unsigned x86_vcpu_footprint(Machine *m, const X86CpuState *s, GuestSpan *out, unsigned max);
+
 typedef struct X86KvmDevicesState {
     KvmVm *vm;
     struct kvm_irqchip pic_master, pic_slave, ioapic;

@@ -31,9 +31,3 @@ typedef struct X86BootState {
 /* Put the boot vCPU in the state a loader describes. */
 bool x86_cpu_set_boot_state(KvmVcpu *vcpu, const X86BootState *boot, GError **err);
 
-/*
- * The guest-physical memory a stopped vCPU's registers point at and its
- * kernel writes first when it runs again (target/i386/footprint.c): up to
- * @max spans into @out, how many. Nothing if paging is off.
- */
-unsigned x86_vcpu_footprint(Machine *m, KvmVcpu *vcpu, GuestSpan *out, unsigned max);
