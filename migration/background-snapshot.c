@@ -92,6 +92,8 @@ struct BgSnapshot {
 
     GMutex lock; /* the members up to stopping */
     GCond drained;
+    GCond begun_cond;
+    bool begun;           /* RAM is protected: the threads may go */
     GQueue copies;        /* ChunkCopy, for the walk to write out */
     GQueue free;          /* ChunkCopy, each with a slot of @pool */
     GError *fault_error;  /* the fault thread's, which ends the snapshot */
@@ -133,6 +135,20 @@ struct BgSnapshot {
 
 static gpointer fault_thread(gpointer p);
 static gpointer first_thread(gpointer p);
+
+/*
+ * The helper threads start before the pause: for it not to wait for them
+ * (0.5-0.7 ms in the test rig), and for the fault thread to serve faults
+ * from the first (started at the pause, it was up 0.8-1.4 ms after the
+ * protection went on).
+ */
+static void start_threads(BgSnapshot *b)
+{
+    b->fault_thread = g_thread_new("snapshot-faults", fault_thread, b);
+    if (b->direct) {
+        b->first_thread = g_thread_new("snapshot-first", first_thread, b);
+    }
+}
 
 static uint64_t block_pages(const RamBlock *rb)
 {
@@ -234,6 +250,7 @@ BgSnapshot *bgsnap_new(GPtrArray *blocks, MigWriter *w, GError **err)
     g_autoptr(BgSnapshot) b = g_new0(BgSnapshot, 1);
     g_mutex_init(&b->lock);
     g_cond_init(&b->drained);
+    g_cond_init(&b->begun_cond);
     g_queue_init(&b->copies);
     g_queue_init(&b->free);
     g_queue_init(&b->unsealed);
@@ -284,6 +301,7 @@ BgSnapshot *bgsnap_new(GPtrArray *blocks, MigWriter *w, GError **err)
         if (ahead) {
             fault_in(ahead, room);
         }
+        start_threads(b);
         return g_steal_pointer(&b);
     }
     /* Never more than RAM itself: a small VM's setup stays short, and so its instant near the command. */
@@ -305,6 +323,7 @@ BgSnapshot *bgsnap_new(GPtrArray *blocks, MigWriter *w, GError **err)
         b->slots[i] = (ChunkCopy){ .data = b->pool + i * CHUNK_BYTES };
         g_queue_push_tail(&b->free, &b->slots[i]);
     }
+    start_threads(b);
     return g_steal_pointer(&b);
 }
 
@@ -325,12 +344,10 @@ bool bgsnap_begin(BgSnapshot *b, GError **err)
                 " us", rb->name, t1 - t0, g_get_monotonic_time() - t1);
     }
     b->protected_us = g_get_monotonic_time();
-    /* Before the vCPUs run again: their first writes fault at once, on the chunks to save first above all. */
-    b->fault_thread = g_thread_new("snapshot-faults", fault_thread, b);
-    if (b->direct && b->first->len) {
-        b->first_thread = g_thread_new("snapshot-first", first_thread, b);
-    }
-    g_debug("background snapshot: %u chunks to save first", b->first->len);
+    g_mutex_lock(&b->lock);
+    b->begun = true;
+    g_cond_broadcast(&b->begun_cond);
+    g_mutex_unlock(&b->lock);
     return true;
 }
 
@@ -594,6 +611,11 @@ static gpointer first_thread(gpointer p)
     BgSnapshot *b = p;
     guint bi;
     uint64_t c;
+    g_mutex_lock(&b->lock);
+    while (!b->begun && !b->stopping) {
+        g_cond_wait(&b->begun_cond, &b->lock);
+    }
+    g_mutex_unlock(&b->lock);
     while (!g_atomic_int_get(&b->stopping) && take_first(b, &bi, &c)) {
         RamStats written = { 0 };
         GError *err = NULL;
@@ -628,6 +650,9 @@ static void stop_fault_thread(BgSnapshot *b)
 static void join_first_thread(BgSnapshot *b)
 {
     if (b->first_thread) {
+        g_mutex_lock(&b->lock);
+        g_cond_broadcast(&b->begun_cond); /* one still waiting for the protection: stopping is set */
+        g_mutex_unlock(&b->lock);
         g_thread_join(g_steal_pointer(&b->first_thread));
     }
 }
@@ -756,6 +781,14 @@ bool bgsnap_save(BgSnapshot *b, const BgSnapshotOps *ops, void *opaque, RamStats
 {
     b->ram = ram;
     set_thread_nice(WALK_NICE);
+    if (b->first->len) { /* here, not in the pause, where a debug line costs a write */
+        g_autoptr(GString) list = g_string_new(NULL);
+        for (guint i = 0; i < b->first->len; i++) {
+            const FirstChunk *f = &g_array_index(b->first, FirstChunk, i);
+            g_string_append_printf(list, " %u:%" G_GUINT64_FORMAT, f->block, f->chunk);
+        }
+        g_debug("background snapshot: %u chunks to save first (block:chunk):%s", b->first->len, list->str);
+    }
     bool ok = true;
     for (guint bi = 0; ok && bi < b->blocks->len; bi++) {
         uint64_t chunks = block_chunks(g_ptr_array_index(b->blocks, bi));
@@ -834,6 +867,7 @@ void bgsnap_end(BgSnapshot *b)
     }
     g_mutex_clear(&b->lock);
     g_cond_clear(&b->drained);
+    g_cond_clear(&b->begun_cond);
     g_free(b->zero);
     g_free(b->claimed);
     g_free(b->walk_copy);
