@@ -22,18 +22,13 @@
  */
 #define G_LOG_DOMAIN "cpu"
 #include "target/i386/cpu-state.h"
+#include "target/i386/page-walk.h"
 #include <asm/kvm_para.h>
 #include <string.h>
-#include <sys/ioctl.h>
 
 #define MSR_LSTAR 0xc0000082
 #define MSR_KERNEL_GS_BASE 0xc0000102
 #define CR0_PG 0x80000000u
-#define CR4_LA57 (1u << 12)
-#define EFER_LMA (1u << 10)
-#define PTE_PRESENT 1ull
-#define PTE_LARGE 0x80ull
-#define PTE_ADDR 0x000ffffffffff000ull
 #define PAGE_4K 4096ull
 #define PAGE_MASK_4K (~(PAGE_4K - 1))
 #define CHUNK (2ull << 20)
@@ -52,17 +47,6 @@ typedef struct Footprint {
     unsigned max, n;
 } Footprint;
 
-/* One 8-byte word of guest RAM, 0 where there is none. */
-static uint64_t read_word(Machine *m, uint64_t gpa)
-{
-    uint64_t v = 0;
-    const void *p = m->gpa_to_hva(m, gpa, 8);
-    if (p) {
-        memcpy(&v, p, 8);
-    }
-    return v;
-}
-
 static uint64_t saved_msr(const X86CpuState *s, uint32_t index)
 {
     for (unsigned i = 0; i < s->nmsrs; i++) {
@@ -73,38 +57,10 @@ static uint64_t saved_msr(const X86CpuState *s, uint32_t index)
     return 0;
 }
 
-/*
- * @linear through the vCPU's page tables. In long mode by walking them
- * here, permissions aside: KVM_TRANSLATE walks as a supervisor access, which
- * SMAP refuses for user pages (the stack of a program the vCPU was running
- * did not translate in the test rig). Otherwise KVM_TRANSLATE.
- */
+/* x86_translate with the saved registers (a state read from no vCPU can only be walked). */
 static bool translate(Footprint *f, uint64_t linear, uint64_t *gpa)
 {
-    const struct kvm_sregs *s = &f->s->sregs;
-    if (!(s->efer & EFER_LMA)) {
-        struct kvm_translation tr = { .linear_address = linear };
-        if (ioctl(kvm_vcpu_fd(f->s->vcpu), KVM_TRANSLATE, &tr) < 0 || !tr.valid) {
-            return false;
-        }
-        *gpa = tr.physical_address;
-        return true;
-    }
-    uint64_t table = s->cr3 & PTE_ADDR;
-    for (unsigned level = s->cr4 & CR4_LA57 ? 5 : 4; level >= 1; level--) {
-        unsigned shift = 12 + 9 * (level - 1);
-        uint64_t entry = read_word(f->m, table + ((linear >> shift) & 511) * 8);
-        if (!(entry & PTE_PRESENT)) {
-            return false;
-        }
-        if (level == 1 || ((level == 2 || level == 3) && (entry & PTE_LARGE))) {
-            uint64_t offset = linear & ((1ull << shift) - 1);
-            *gpa = (entry & PTE_ADDR & ~((1ull << shift) - 1)) | offset;
-            return true;
-        }
-        table = entry & PTE_ADDR;
-    }
-    return false;
+    return x86_translate(f->m, f->s->vcpu ? kvm_vcpu_fd(f->s->vcpu) : -1, &f->s->sregs, linear, gpa);
 }
 
 static void add(Footprint *f, uint64_t gpa, uint64_t len)
@@ -139,7 +95,7 @@ unsigned x86_vcpu_footprint(Machine *m, const X86CpuState *s, GuestSpan *out, un
         /* The stack the vCPU enters the kernel on (RSP0, byte 4 of the 64-bit TSS), and the one it is on. */
         uint64_t tss_rsp0;
         if (translate(&f, s->sregs.tr.base + 4, &tss_rsp0)) {
-            uint64_t rsp0 = read_word(m, tss_rsp0);
+            uint64_t rsp0 = x86_guest_u64(m, tss_rsp0);
             if (rsp0) {
                 add_linear(&f, rsp0 - 8);
             }

@@ -5,6 +5,7 @@
  */
 #define G_LOG_DOMAIN "cpu"
 #include "accel/kvm-internal.h"
+#include "target/i386/page-walk.h"
 #include "util/error.h"
 #include <capstone/capstone.h>
 #include <errno.h>
@@ -16,7 +17,6 @@
 #define MAX_INSNS 6
 #define X86_MAX_INSN 15
 #define PAGE_SIZE_4K 4096u
-#define EFER_LMA (1u << 10)
 
 /* QEMU's layout: selector, base, limit, then the descriptor's attribute bits where the CPU keeps them. */
 static void format_segment(GString *out, const char *name, const struct kvm_segment *s)
@@ -80,21 +80,21 @@ bool kvm_vcpu_format_registers(KvmVcpu *vcpu, GString *out, GError **err)
 
 /*
  * Copy up to @len bytes at guest-linear @linear, page by page through the
- * vCPU's page tables; returns how many were readable before the first
+ * page tables of the vCPU with control registers @s (a program's pages
+ * too, SMAP or not); returns how many were readable before the first
  * unmapped page or non-RAM address.
  */
-static size_t read_linear(KvmVcpu *vcpu, uint64_t linear, uint8_t *buf, size_t len)
+static size_t read_linear(KvmVcpu *vcpu, const struct kvm_sregs *s, uint64_t linear, uint8_t *buf, size_t len)
 {
     Machine *m = vcpu->vm->machine;
     size_t done = 0;
     while (done < len && m->gpa_to_hva) {
-        uint64_t addr = linear + done;
+        uint64_t addr = linear + done, gpa;
         size_t chunk = MIN(len - done, PAGE_SIZE_4K - (addr & (PAGE_SIZE_4K - 1)));
-        struct kvm_translation tr = { .linear_address = addr };
-        if (ioctl(vcpu->fd, KVM_TRANSLATE, &tr) < 0 || !tr.valid) {
+        if (!x86_translate(m, vcpu->fd, s, addr, &gpa)) {
             break;
         }
-        const uint8_t *p = m->gpa_to_hva(m, tr.physical_address, chunk);
+        const uint8_t *p = m->gpa_to_hva(m, gpa, chunk);
         if (!p) {
             break;
         }
@@ -106,7 +106,7 @@ static size_t read_linear(KvmVcpu *vcpu, uint64_t linear, uint8_t *buf, size_t l
 
 static cs_mode code_mode(const struct kvm_sregs *s)
 {
-    return (s->efer & EFER_LMA) && s->cs.l ? CS_MODE_64 : s->cs.db ? CS_MODE_32 : CS_MODE_16;
+    return (s->efer & X86_EFER_LMA) && s->cs.l ? CS_MODE_64 : s->cs.db ? CS_MODE_32 : CS_MODE_16;
 }
 
 /* "0xADDR:  bytes  mnemonic operands" lines; @marker marks the first. */
@@ -144,7 +144,7 @@ bool kvm_vcpu_disassemble(KvmVcpu *vcpu, bool at_pc, uint64_t addr, unsigned cou
     uint64_t linear = at_pc ? s.cs.base + r.rip : addr;
     size_t want = (size_t)count * X86_MAX_INSN;
     g_autofree uint8_t *code = g_malloc(want);
-    size_t got = read_linear(vcpu, linear, code, want);
+    size_t got = read_linear(vcpu, &s, linear, code, want);
     if (got == 0) {
         g_set_error(err, VIREO_ERROR, VIREO_ERROR_INVALID, "Cannot access memory at 0x%llx",
                     (unsigned long long)linear);
@@ -171,7 +171,7 @@ void kvm_vcpu_dump_state(KvmVcpu *vcpu, const char *why)
     format_registers(out, &r, &s);
     uint64_t linear = s.cs.base + r.rip;
     uint8_t code[CODE_BYTES];
-    size_t got = read_linear(vcpu, linear, code, sizeof(code));
+    size_t got = read_linear(vcpu, &s, linear, code, sizeof(code));
     if (got == 0) {
         g_string_append_printf(out, "code: RIP's linear address 0x%llx is not mapped RAM\n",
                                (unsigned long long)linear);
