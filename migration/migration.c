@@ -10,7 +10,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #define WORD_PAGES 64
@@ -649,8 +648,6 @@ static gpointer snapshot_thread(gpointer p)
     mig_write_header(w, ms->fingerprint);
     snap = bgsnap_new(m->ram_blocks, w, &err);
     g_mutex_lock(&m->lock);
-    struct rusage before, after;
-    getrusage(RUSAGE_THREAD, &before);
     int64_t pause_start = now_us();
     ms->ops->stop(ms->opaque);
     int64_t stopped = now_us();
@@ -668,13 +665,10 @@ static gpointer snapshot_thread(gpointer p)
         ok = ms->hooks->paused(ms->hooks_opaque, &err);
     }
     ms->ops->resume(ms->opaque);
-    getrusage(RUSAGE_THREAD, &after);
     g_debug("background snapshot pause: stop %" G_GINT64_FORMAT " us, quiesce %" G_GINT64_FORMAT
             " us, devices %" G_GINT64_FORMAT " us, footprint %" G_GINT64_FORMAT " us, protect %" G_GINT64_FORMAT
-            " us, hooks and resume %" G_GINT64_FORMAT " us; page faults %ld (%ld read from disk)",
-            stopped - pause_start, quiet - stopped, saved - quiet, pointed - saved, protected - pointed,
-            now_us() - protected, after.ru_minflt - before.ru_minflt + after.ru_majflt - before.ru_majflt,
-            after.ru_majflt - before.ru_majflt);
+            " us, hooks and resume %" G_GINT64_FORMAT " us", stopped - pause_start, quiet - stopped, saved - quiet,
+            pointed - saved, protected - pointed, now_us() - protected);
     g_mutex_unlock(&m->lock);
     g_mutex_lock(&ms->mutex);
     ms->stats.downtime_us = now_us() - pause_start;

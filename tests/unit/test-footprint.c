@@ -6,6 +6,7 @@
  */
 #include "hw/core/machine.h"
 #include "target/i386/cpu-state.h"
+#include "target/i386/page-walk.h"
 #include <string.h>
 
 #define RAM_SIZE (64ull << 20)
@@ -127,6 +128,29 @@ static void test_paused_program(void)
     guest_free(&g);
 }
 
+/* The walk itself: a 1 GiB page, a page table, nothing mapped, and five levels (LA57). */
+static void test_walk(void)
+{
+    Guest g;
+    X86CpuState s;
+    guest_init(&g, &s);
+    put(&g, PDPT_KERNEL + 8, 0 | PRESENT_RW | LARGE); /* DIRECT_MAP + 1 GiB: a 1 GiB page at 0 */
+    uint64_t gpa;
+    g_assert_true(x86_translate(&g.m, -1, &s.sregs, DIRECT_MAP + (1ull << 30) + 0x123456, &gpa));
+    g_assert_cmphex(gpa, ==, 0x123456);
+    g_assert_true(x86_translate(&g.m, -1, &s.sregs, PROGRAM + 0x1008, &gpa));
+    g_assert_cmphex(gpa, ==, PROGRAM_PHYS + 0x1008);
+    g_assert_false(x86_translate(&g.m, -1, &s.sregs, PROGRAM + 0x2000, &gpa));
+    g_assert_false(x86_translate(&g.m, -1, &s.sregs, 0x7fff00000000ull, &gpa));
+    /* LA57: a fifth level above the same tables. */
+    put(&g, 0xb000, PML4 | PRESENT_RW | 4);
+    s.sregs.cr3 = 0xb000;
+    s.sregs.cr4 |= 1u << 12;
+    g_assert_true(x86_translate(&g.m, -1, &s.sregs, PROGRAM + 0x1008, &gpa));
+    g_assert_cmphex(gpa, ==, PROGRAM_PHYS + 0x1008);
+    guest_free(&g);
+}
+
 static void test_paging_off(void)
 {
     Guest g;
@@ -145,5 +169,6 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/footprint/paused-program", test_paused_program);
     g_test_add_func("/footprint/paging-off", test_paging_off);
+    g_test_add_func("/footprint/walk", test_walk);
     return g_test_run();
 }

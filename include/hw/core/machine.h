@@ -64,7 +64,7 @@ struct Machine {
     /*
      * Guest-physical memory the stopped vCPUs' state points at, which the
      * guest writes first when it runs again (a background snapshot saves
-     * it first), most likely first: up to @max spans into @out, how many.
+     * it first, in this order): up to @max spans into @out, how many.
      * Read from the state just saved, so called right after a save of the
      * device state. NULL where unknown.
      */
