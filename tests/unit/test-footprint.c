@@ -2,7 +2,8 @@
  * x86_vcpu_footprint over a guest laid out here: long-mode page tables
  * with 2 MiB pages for the kernel's direct map and 4 KiB ones for a
  * program, and the saved state of a vCPU paused in that program. What a
- * background snapshot would save first.
+ * background snapshot would save first, and the walk (x86_translate) on
+ * its own.
  */
 #include "hw/core/machine.h"
 #include "target/i386/cpu-state.h"
