@@ -20,6 +20,10 @@ back numbered blocks of the virtio disk, and the console is the serial port.
             memcheck's write rate is back to what it was before.
   full      a target tmpfs too small for the snapshot: the snapshot fails
             with the write error, the guest runs on at its old rate, no file.
+
+First, while memcheck runs: HMP's x/1i $pc reads the code at the vCPU's
+PC, the program's too (the snapshot's page walk; KVM_TRANSLATE, which
+SMAP refuses a program's pages, could not).
 """
 import asyncio
 import importlib.util
@@ -54,6 +58,21 @@ async def snapshot(src, uri, bandwidth):
     await src.execute("migrate-set-parameters", **{"max-bandwidth": bandwidth})
     src.events.clear()
     await src.execute("migrate", uri=uri)
+
+
+async def stage_code(src):
+    in_program = 0
+    for _ in range(40):
+        out = await src.execute("human-monitor-command", **{"command-line": "x/1i $pc"})
+        if "Cannot access" in out or not out.startswith("0x"):
+            check(False, f"x/1i $pc: {out.strip()}")
+            return src
+        in_program += int(out.split(":")[0], 16) < 1 << 47
+        if in_program == 3:
+            break
+        await asyncio.sleep(0.05)
+    check(in_program > 0, f"x/1i $pc disassembles at the PC, the program's code too ({in_program} times there)")
+    return src
 
 
 async def stage_snapshot(src):
@@ -157,7 +176,7 @@ async def stage_full(src):
 
 async def main():
     vm = None
-    for stage in (stage_snapshot, stage_cancel, stage_full):
+    for stage in (stage_code, stage_snapshot, stage_cancel, stage_full):
         print(f"=== {stage.__name__[6:]}", flush=True)
         try:
             if vm is None:
