@@ -616,12 +616,6 @@ static const BgSnapshotOps snapshot_ops = {
     .pace = snapshot_pace,
 };
 
-/*
- * Capability background-snapshot: in one short pause the device state is
- * saved to memory and RAM write-protected; then RAM goes out as it was at
- * the pause while the VM runs on, and the device state after it. The
- * source keeps running afterwards, whatever happened.
- */
 /* What the paused vCPUs will write first, for the snapshot to save before the rest (at the pause). */
 static void save_footprint_first(Machine *m, BgSnapshot *snap)
 {
@@ -635,6 +629,12 @@ static void save_footprint_first(Machine *m, BgSnapshot *snap)
     }
 }
 
+/*
+ * Capability background-snapshot: in one short pause the device state is
+ * saved to memory and RAM write-protected; then RAM goes out as it was at
+ * the pause while the VM runs on, and the device state after it. The
+ * source keeps running afterwards, whatever happened.
+ */
 static gpointer snapshot_thread(gpointer p)
 {
     Migration *ms = p;

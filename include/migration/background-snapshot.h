@@ -10,12 +10,13 @@
  * on a thread serves write faults as they come, saving the faulting pages
  * ahead of the walk, while the caller's thread walks RAM in steps, both
  * 2 MiB at a time; the chunks the vCPUs will write first
- * (bgsnap_save_first) go before the walk's turn. Each such chunk is taken on by one of the two (an
- * atomic bit), copied, and its protection dropped right after, which wakes
- * the writer that waited for it: a vCPU waits for a copy of its chunk,
- * never for the disk or for a lock. Into a regular file (a mapped writer)
- * both copy straight into the stream, with a third thread faulting in the
- * file ahead of it; otherwise the fault thread copies into a pool faulted
+ * (bgsnap_save_first) go before the walk's turn. Each chunk is taken on by
+ * one thread (an atomic bit), copied, and its protection dropped right
+ * after, which wakes the writer that waited for it: a vCPU waits for a
+ * copy of its chunk, never for the disk or for a lock. Into a regular
+ * file (a mapped writer), faulted in before the pause, all copy straight
+ * into the stream, and a third thread saves the chunks to save first
+ * beside the walk; otherwise the fault thread copies into a pool faulted
  * in before the pause, and the walk checksums and writes out its copies
  * and the fault thread's (a bounded queue).
  *

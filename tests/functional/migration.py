@@ -17,7 +17,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from memcount_vm import STEP, Vm, check, next_gen, restored_from, workdir  # noqa: E402
 
 
-
 def goes_on(src, dst, what):
     """@src has migrated to @dst, which runs: @src goes, and memcount goes on at @dst exactly where it
     stopped. Returns @src's last generation."""

@@ -30,4 +30,3 @@ typedef struct X86BootState {
 
 /* Put the boot vCPU in the state a loader describes. */
 bool x86_cpu_set_boot_state(KvmVcpu *vcpu, const X86BootState *boot, GError **err);
-
